@@ -1,0 +1,38 @@
+/* Per-expert usage over a stream of tokens: how often each expert was chosen, the gate mass it
+ * received (the paper's z'), and the sum of its activations; per head, so heads with their own
+ * keys can be told apart. Usage and unevenness follow PEER.md exactly. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "peer-error.h"
+#include "peer-layer.h"
+
+typedef struct {
+    int n_experts;        /* N */
+    int heads;            /* h */
+    uint64_t tokens;      /* tokens accumulated */
+    uint32_t *count;      /* (h, N) selections */
+    double *gate_mass;    /* (h, N) Σ gate */
+    double *activation;   /* (h, N) Σ σ(u·x) over selections */
+} expert_stats;
+
+typedef struct {
+    double usage;          /* fraction of experts with z_i > 0, in [0, 1] */
+    double unevenness;     /* KL(z ‖ uniform) = log N + Σ z log z, nats */
+    int64_t dead;          /* experts with z_i = 0 */
+    double total;          /* ‖z'‖₁ */
+} expert_usage;
+
+bool expert_stats_init(expert_stats *stats, int n_experts, int heads, peer_error *err);
+void expert_stats_free(expert_stats *stats);
+void expert_stats_reset(expert_stats *stats);
+
+/* Adds BT tokens' choices from a forward: expert, gate, preact are (BT, h, k). */
+void expert_stats_accumulate(expert_stats *stats, const int32_t *expert, const float *gate,
+                             const float *preact, int BT, int topk, peer_activation activation);
+
+/* Usage of one head (0 <= head < h) or of all heads together (head = -1). by_count weighs each
+ * selection as 1 instead of by its gate (the count-weighted variant). */
+void expert_stats_usage(const expert_stats *stats, int head, bool by_count, expert_usage *out);

@@ -30,8 +30,16 @@ static inline void axpy(float *restrict y, float alpha, const float *restrict x,
 
 static inline void prefetch_row(const float *row, int D)
 {
+    if (!row)
+        return;
     for (int i = 0; i < D; i += 16)
         __builtin_prefetch(row + i, 0, 0);
+}
+
+/* Row e of a table that may be absent (PKM has no u table). */
+static inline const float *table_row(const float *table, int32_t e, int D)
+{
+    return table ? table + (size_t)e * D : NULL;
 }
 
 void expert_forward_tokens(float *out, float *preact, const float *x, const int32_t *expert,
@@ -40,7 +48,7 @@ void expert_forward_tokens(float *out, float *preact, const float *x, const int3
 {
     int total = rows * slots_per_token;
     for (int s = 0; s < EXPERT_PREFETCH_DISTANCE && s < total; s++) {
-        prefetch_row(down + (size_t)expert[s] * D, D);
+        prefetch_row(table_row(down, expert[s], D), D);
         prefetch_row(up + (size_t)expert[s] * D, D);
     }
     for (int t = 0; t < rows; t++) {
@@ -50,14 +58,16 @@ void expert_forward_tokens(float *out, float *preact, const float *x, const int3
         for (int s = 0; s < slots_per_token; s++) {
             int slot = t * slots_per_token + s;
             if (slot + EXPERT_PREFETCH_DISTANCE < total) {
-                size_t ahead = (size_t)expert[slot + EXPERT_PREFETCH_DISTANCE] * D;
-                prefetch_row(down + ahead, D);
-                prefetch_row(up + ahead, D);
+                int32_t ahead = expert[slot + EXPERT_PREFETCH_DISTANCE];
+                prefetch_row(table_row(down, ahead, D), D);
+                prefetch_row(up + (size_t)ahead * D, D);
             }
             size_t e = (size_t)expert[slot];
-            float z = expert_dot(down + e * D, xt, D);
+            /* Without u (PKM) the "activation" is 1 and the value is added by its gate alone. */
+            float z = down ? expert_dot(down + e * D, xt, D) : 0.0f;
             preact[slot] = z;
-            axpy(acc, gate[slot] * expert_activation(z, act), up + e * D, D);
+            float weight = down ? gate[slot] * expert_activation(z, act) : gate[slot];
+            axpy(acc, weight, up + e * D, D);
         }
     }
 }
@@ -70,7 +80,7 @@ void expert_backward_tokens(float *dinp, float *dpreact, float *dscore, const fl
     int per_token = heads * topk;
     int total = rows * per_token;
     for (int s = 0; s < EXPERT_PREFETCH_DISTANCE && s < total; s++) {
-        prefetch_row(down + (size_t)expert[s] * D, D);
+        prefetch_row(table_row(down, expert[s], D), D);
         prefetch_row(up + (size_t)expert[s] * D, D);
     }
     for (int t = 0; t < rows; t++) {
@@ -81,19 +91,19 @@ void expert_backward_tokens(float *dinp, float *dpreact, float *dscore, const fl
             for (int s = 0; s < topk; s++) {
                 int slot = base + s;
                 if (slot + EXPERT_PREFETCH_DISTANCE < total) {
-                    size_t ahead = (size_t)expert[slot + EXPERT_PREFETCH_DISTANCE] * D;
-                    prefetch_row(down + ahead, D);
-                    prefetch_row(up + ahead, D);
+                    int32_t ahead = expert[slot + EXPERT_PREFETCH_DISTANCE];
+                    prefetch_row(table_row(down, ahead, D), D);
+                    prefetch_row(up + (size_t)ahead * D, D);
                 }
                 size_t e = (size_t)expert[slot];
                 float z = preact[slot];
                 float dy_v = expert_dot(up + e * D, dy, D);
-                float dgate = expert_activation(z, act) * dy_v;
-                float dz = gate[slot] * dy_v * expert_activation_derivative(z, act);
+                float dgate = down ? expert_activation(z, act) * dy_v : dy_v;
+                float dz = down ? gate[slot] * dy_v * expert_activation_derivative(z, act) : 0.0f;
                 dpreact[slot] = dz;
                 dscore[slot] = dgate; /* finished below, once the head's sum is known */
                 weighted += gate[slot] * dgate;
-                if (dinp)
+                if (dinp && down)
                     axpy(dinp + (size_t)t * D, dz, down + e * D, D);
             }
             for (int s = 0; s < topk; s++)

@@ -55,7 +55,8 @@ void expert_stats_accumulate(expert_stats *stats, const int32_t *expert, const f
                 size_t cell = j * N + (size_t)expert[base + s];
                 stats->count[cell]++;
                 stats->gate_mass[cell] += gate[base + s];
-                stats->activation[cell] += expert_activation(preact[base + s], activation);
+                stats->activation[cell] +=
+                    preact ? expert_activation(preact[base + s], activation) : 1.0f;
             }
         }
     }

@@ -20,7 +20,7 @@ typedef struct {
 
 typedef struct {
     double usage;          /* fraction of experts with z_i > 0, in [0, 1] */
-    double unevenness;     /* KL(z ‖ uniform) = log N + Σ z log z, nats */
+    double unevenness;     /* KL(z ‖ uniform) = log N + Σ z log z, nats; 0 when z is all zero */
     int64_t dead;          /* experts with z_i = 0 */
     double total;          /* ‖z'‖₁ */
 } expert_usage;
@@ -29,7 +29,8 @@ bool expert_stats_init(expert_stats *stats, int n_experts, int heads, peer_error
 void expert_stats_free(expert_stats *stats);
 void expert_stats_reset(expert_stats *stats);
 
-/* Adds BT tokens' choices from a forward: expert, gate, preact are (BT, h, k). */
+/* Adds BT tokens' choices from a forward: expert, gate, preact are (BT, h, k). preact may be
+ * NULL (PKM, whose activation is 1). */
 void expert_stats_accumulate(expert_stats *stats, const int32_t *expert, const float *gate,
                              const float *preact, int BT, int topk, peer_activation activation);
 

@@ -125,7 +125,7 @@ size_t peer_layer_tensor_size(const peer_layer_config *cfg, peer_layer_tensor te
     case PEER_TENSOR_RUNNING_VAR: return cfg->query_norm == PEER_NORM_BATCH ? HK : 0;
     case PEER_TENSOR_KEYS:
         return (size_t)peer_layer_key_groups(cfg) * 2 * peer_layer_side(cfg) * (cfg->d_key / 2);
-    case PEER_TENSOR_DOWN:
+    case PEER_TENSOR_DOWN: return cfg->values_only ? 0 : (size_t)cfg->n_experts * D;
     case PEER_TENSOR_UP: return (size_t)cfg->n_experts * D;
     case PEER_LAYER_N_TENSORS: break;
     }
@@ -231,7 +231,8 @@ void peer_layer_params_init(peer_layer_params *params, const peer_layer_config *
     peer_rng_fill_normal(rng, params->keys, peer_layer_tensor_size(cfg, PEER_TENSOR_KEYS),
                          1.0f / sqrtf((float)(cfg->d_key / 2)));
     size_t table = (size_t)cfg->n_experts * cfg->d_model;
-    peer_rng_fill_normal(rng, params->down, table, 1.0f / sqrtf(D));
+    if (params->down)
+        peer_rng_fill_normal(rng, params->down, table, 1.0f / sqrtf(D));
     peer_rng_fill_normal(rng, params->up, table, 1.0f / sqrtf((float)(cfg->heads * cfg->topk)));
 }
 
@@ -533,9 +534,16 @@ static void sparse_grad_block(void *data, int task, int thread)
         for (int i = sparse->row_start[r]; i < sparse->row_start[r + 1]; i++) {
             int slot = acts->row_slots[i];
             size_t t = (size_t)(slot / per_token);
-            float gate_act = acts->gate[slot] * expert_activation(acts->preact[slot], cfg->activation);
-            float dz = acts->dpreact[slot];
             const float *dy = job->dout + t * D;
+            if (cfg->values_only) {
+                float gate = acts->gate[slot];
+                for (int d = 0; d < D; d++)
+                    grad_up[d] += gate * dy[d];
+                continue;
+            }
+            float gate_act =
+                acts->gate[slot] * expert_activation(acts->preact[slot], cfg->activation);
+            float dz = acts->dpreact[slot];
             const float *x = job->inp + t * D;
             for (int d = 0; d < D; d++) {
                 grad_up[d] += gate_act * dy[d];

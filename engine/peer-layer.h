@@ -48,6 +48,7 @@ typedef struct {
     bool shared_keys; /* one key group for all heads (the paper's text), else one per head */
     peer_query_norm query_norm;
     peer_activation activation;
+    bool values_only; /* product-key memory (PKM): no u table, out = Σ gate·v */
 } peer_layer_config;
 
 #define PEER_BATCH_NORM_EPS 1e-5f
@@ -84,8 +85,8 @@ typedef struct {
     float *running_mean; /* (HK)  PEER_NORM_BATCH only; a buffer, not trained */
     float *running_var;  /* (HK)  PEER_NORM_BATCH only */
     float *keys;         /* (G, 2, n, dk/2): [g][0] is C, [g][1] is C' */
-    float *down;         /* (N, D) u_i */
-    float *up;           /* (N, D) v_i */
+    float *down;         /* (N, D) u_i; absent when values_only */
+    float *up;           /* (N, D) v_i; PKM's values */
 } peer_layer_params;
 
 /* Elements of one tensor; 0 when this configuration has no such tensor. */

@@ -106,8 +106,10 @@ bool peer_token_trace_compute(peer_token_trace *trace, const peer_layer_config *
             head->col[s] = head->sub_top[1][head->pick_j[s]];
             head->expert[s] = head->row[s] * n + head->col[s];
             size_t e = (size_t)head->expert[s];
-            float z = expert_dot(params->down + e * D, x, D);
-            head->activation[s] = expert_activation(z, cfg->activation);
+            head->activation[s] =
+                params->down ? expert_activation(expert_dot(params->down + e * D, x, D),
+                                                 cfg->activation)
+                             : 1.0f;
             float v_norm = sqrtf(expert_dot(params->up + e * D, params->up + e * D, D));
             head->contribution[s] = fabsf(head->gate[s] * head->activation[s]) * v_norm;
         }

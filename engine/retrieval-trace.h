@@ -23,7 +23,7 @@ typedef struct {
     int32_t *col;         /* (k) b, the sub-key from C' */
     float *score;         /* (k) */
     float *gate;          /* (k) */
-    float *activation;    /* (k) σ(u_iᵀx) */
+    float *activation;    /* (k) σ(u_iᵀx); 1 for PKM, which has no u */
     float *contribution;  /* (k) ‖gate·σ(u_iᵀx)·v_i‖₂ */
 } peer_head_trace;
 

@@ -314,7 +314,8 @@ static bool alloc_acts(peer_model *model, peer_error *err)
     return true;
 }
 
-peer_model *peer_model_new(const model_config *cfg, int B, int T, uint64_t seed, peer_error *err)
+static peer_model *model_create(const model_config *cfg, int B, int T, const uint64_t *seed,
+                                peer_error *err)
 {
     if (!model_config_validate(cfg, err))
         return NULL;
@@ -350,7 +351,7 @@ peer_model *peer_model_new(const model_config *cfg, int B, int T, uint64_t seed,
     model->n_tensors = list.count;
     model->n_params = list.offset;
     model->n_grads = list.grad_offset;
-    if (!alloc_floats(&model->params_memory, model->n_params) ||
+    if (!(model->params_memory = calloc(model->n_params ? model->n_params : 1, sizeof(float))) ||
         !(model->grads_memory = calloc(model->n_grads ? model->n_grads : 1, sizeof(float))))
         goto out_of_memory;
     for (int i = 0; i < model->n_tensors; i++) {
@@ -361,7 +362,8 @@ peer_model *peer_model_new(const model_config *cfg, int B, int T, uint64_t seed,
     }
     point_views(model, &model->params, false);
     point_views(model, &model->grads, true);
-    init_params(model, seed);
+    if (seed)
+        init_params(model, *seed);
     if (!alloc_acts(model, err)) {
         peer_model_free(model);
         return NULL;
@@ -372,6 +374,16 @@ out_of_memory:
     peer_model_free(model);
     peer_error_set(err, "out of memory for the model's parameters and gradients");
     return NULL;
+}
+
+peer_model *peer_model_new(const model_config *cfg, int B, int T, uint64_t seed, peer_error *err)
+{
+    return model_create(cfg, B, T, &seed, err);
+}
+
+peer_model *peer_model_new_uninitialised(const model_config *cfg, int B, int T, peer_error *err)
+{
+    return model_create(cfg, B, T, NULL, err);
 }
 
 void peer_model_free(peer_model *model)

@@ -110,6 +110,9 @@ typedef struct {
 /* Validates cfg, allocates parameters (initialised from seed), gradients and activations for
  * batches of up to B × T tokens (T <= context). */
 peer_model *peer_model_new(const model_config *cfg, int B, int T, uint64_t seed, peer_error *err);
+/* The same with the weights left zero, for a caller about to fill them (a checkpoint load):
+ * initialising a million-expert table is seconds of work. */
+peer_model *peer_model_new_uninitialised(const model_config *cfg, int B, int T, peer_error *err);
 void peer_model_free(peer_model *model);
 
 /* The tensors in checkpoint order. */

@@ -6,7 +6,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 struct thread_pool {
@@ -110,6 +109,8 @@ thread_pool *thread_pool_new(int n_threads, peer_error *err)
     }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
+        if (arg)
+            *arg = (worker_arg){ .pool = pool, .thread = i };
         if (!arg || pthread_create(&pool->threads[i - 1], NULL, worker_main, arg) != 0) {
             free(arg);
             pool->n_threads = i;
@@ -118,8 +119,6 @@ thread_pool *thread_pool_new(int n_threads, peer_error *err)
                            n_threads);
             return NULL;
         }
-        arg->pool = pool;
-        arg->thread = i;
     }
     return pool;
 }

@@ -78,3 +78,15 @@ bool trainer_step(trainer *tr, thread_pool *pool, peer_error *err);
  * batch-norm uses its running statistics), with the usage of every PEER and PKM layer. */
 bool trainer_evaluate(trainer *tr, int windows, eval_result *out, thread_pool *pool,
                       peer_error *err);
+
+/* Reads a JSON object of training settings (keys as the fields above, adam's as "beta1",
+ * "beta2", "eps", "weight_decay"); keys it leaves out keep their values in s. Strict: unknown
+ * keys and wrong types are errors that name the key. Validates the result. */
+bool train_settings_from_json(train_settings *s, const model_config *cfg, const char *json,
+                              peer_error *err);
+/* Every setting as one compact JSON object; malloc'd, NULL when out of memory. */
+char *train_settings_to_json(const train_settings *s);
+
+/* A run file: {"model": <the contract's config>, "training": <settings>}; "training" may be left
+ * out for the defaults. */
+bool run_config_from_json(model_config *cfg, train_settings *s, const char *json, peer_error *err);

@@ -24,7 +24,7 @@ static void add_tensor(tensor_list *list, int layer, const char *name, int n_dim
                        int64_t d1, int64_t d2, int64_t d3, bool buffer, bool expert_table,
                        bool no_decay)
 {
-    model_tensor *t = list ? &list->tensors[list->count] : NULL;
+    model_tensor *t = list->tensors ? &list->tensors[list->count] : NULL;
     int64_t dims[4] = { d0, d1, d2, d3 };
     size_t n = 1;
     for (int i = 0; i < n_dims; i++)
@@ -51,11 +51,10 @@ static void add_tensor(tensor_list *list, int layer, const char *name, int n_dim
         if (!buffer && !expert_table)
             list->grad_offset += n;
     }
-    if (list)
-        list->count++;
+    list->count++;
 }
 
-/* Lists the contract's tensors in checkpoint order; with tensors NULL only counts them. */
+/* Lists the contract's tensors in checkpoint order; with list->tensors NULL only counts them. */
 static void list_tensors(const model_config *cfg, tensor_list *list)
 {
     int64_t V = cfg->vocab_size, T = cfg->context, D = cfg->d_model;

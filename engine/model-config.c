@@ -23,7 +23,7 @@ const char *ffn_kind_name(ffn_kind kind)
     return "unknown";
 }
 
-/* ---- validation ------------------------------------------------------------------------------- */
+/* ---- validation ------------------------------------------------------------------------------ */
 
 /* The divisors of d_model nearest to n_heads, below and above (0 when there is none). */
 static void nearest_divisors(int d_model, int n_heads, int *below, int *above)
@@ -132,8 +132,9 @@ bool model_config_validate(const model_config *cfg, peer_error *err)
         case FFN_PEER:
         case FFN_PKM: ok = validate_retrieval(l, ffn, cfg->d_model, err); break;
         default:
-            ok = peer_error_set(err, "layer %d: ffn kind %d is unknown: use dense, peer, pkm or moe",
-                                l, (int)ffn->kind);
+            ok = peer_error_set(err,
+                                "layer %d: ffn kind %d is unknown: use dense, peer, pkm or moe", l,
+                                (int)ffn->kind);
         }
         if (!ok)
             return false;
@@ -141,7 +142,7 @@ bool model_config_validate(const model_config *cfg, peer_error *err)
     return true;
 }
 
-/* ---- parsing ------------------------------------------------------------------------------------ */
+/* ---- parsing --------------------------------------------------------------------------------- */
 
 /* Where a key lives, for messages: "" for the model, "layer 2 (peer): " for a layer. */
 typedef struct {
@@ -372,7 +373,7 @@ bool model_config_from_json(model_config *cfg, const char *json, peer_error *err
     return ok;
 }
 
-/* ---- writing ------------------------------------------------------------------------------------ */
+/* ---- writing --------------------------------------------------------------------------------- */
 
 static json_t *layer_to_json(const ffn_config *ffn)
 {

@@ -141,7 +141,7 @@ static bool check_file_size(size_t size, peer_error *err)
     return true;
 }
 
-/* ---- the header -------------------------------------------------------------------------------- */
+/* ---- the header ------------------------------------------------------------------------------ */
 
 typedef struct {
     const char *name; /* borrowed from the JSON */
@@ -403,7 +403,7 @@ static bool parse_buffer(safetensors_file *file, peer_error *err)
     return ok;
 }
 
-/* ---- reading ------------------------------------------------------------------------------------ */
+/* ---- reading --------------------------------------------------------------------------------- */
 
 void safetensors_free(safetensors_file *file)
 {
@@ -522,7 +522,7 @@ const char *safetensors_meta_get(const safetensors_file *file, const char *key)
     return NULL;
 }
 
-/* ---- writing ------------------------------------------------------------------------------------ */
+/* ---- writing --------------------------------------------------------------------------------- */
 
 /* Bytes of the data of an entry that check_entry accepted. */
 static size_t entry_bytes(const safetensors_entry *t)

@@ -13,7 +13,7 @@
 #include "safetensors.h"
 #include "test-util.h"
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
 static char *make_temp_dir(void)
 {
@@ -113,7 +113,7 @@ static float *awkward_floats(size_t n, uint32_t seed)
     return values;
 }
 
-/* ---- the corpus -------------------------------------------------------------------------------- */
+/* ---- the corpus ------------------------------------------------------------------------------ */
 
 static void test_corpus(void)
 {
@@ -177,7 +177,7 @@ static void test_corpus(void)
     g_free(dir);
 }
 
-/* ---- writing and reading back -------------------------------------------------------------------- */
+/* ---- writing and reading back ---------------------------------------------------------------- */
 
 static void test_round_trip(void)
 {
@@ -302,7 +302,7 @@ static void test_metadata_round_trip(void)
     g_free(dir);
 }
 
-/* ---- failures ---------------------------------------------------------------------------------- */
+/* ---- failures -------------------------------------------------------------------------------- */
 
 static const float old_values[4] = { 1.0f, 2.0f, 3.0f, 4.0f };
 
@@ -484,10 +484,12 @@ static void test_messages_name_the_tensor(void)
     expect_parse_refused("{\"blocks.3.ffn.keys\":{\"dtype\":\"F32\",\"shape\":[4],"
                          "\"data_offsets\":[0,16]}}",
                          2, "blocks.3.ffn.keys", "past the data");
-    expect_parse_refused("{\"ln_f.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+    expect_parse_refused("{\"ln_f.weight\":{\"dtype\":\"F32\",\"shape\":[2],"
+                         "\"data_offsets\":[0,8]},"
                          "\"ln_f.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
                          3, "ln_f.bias", "overlap");
-    expect_parse_refused("{\"ln_f.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+    expect_parse_refused("{\"ln_f.weight\":{\"dtype\":\"F32\",\"shape\":[1],"
+                         "\"data_offsets\":[0,4]},"
                          "\"ln_f.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
                          3, "ln_f.weight' and 'ln_f.bias", "holes");
     expect_parse_refused("{\"tok_emb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"

@@ -249,8 +249,10 @@ bool peer_sparse_grad_init(peer_sparse_grad *grad, int n_experts, int d_model, p
     size_t table = (size_t)n_experts * d_model * sizeof(float);
     grad->rows = malloc((size_t)n_experts * sizeof(int32_t));
     grad->position = malloc((size_t)n_experts * sizeof(int32_t));
-    grad->down = malloc(table);
-    grad->up = malloc(table);
+    /* calloc, not malloc: a fresh mapping is known to be zero, so its pages stay untouched even
+     * where the allocator would otherwise fill new memory (MALLOC_PERTURB_). */
+    grad->down = calloc(1, table);
+    grad->up = calloc(1, table);
     grad->row_start = malloc(((size_t)n_experts + 1) * sizeof(int32_t));
     if (!grad->row_start || !grad->rows || !grad->position || !grad->down || !grad->up) {
         peer_sparse_grad_free(grad);
@@ -307,8 +309,9 @@ bool peer_layer_acts_init(peer_layer_acts *acts, const peer_layer_config *cfg, i
     acts->row_slots = malloc(slots * sizeof(int32_t));
     /* One block's sub-key scores per possible thread: only the pages of threads that run ever
      * become resident, and the (BT, n) score matrix never exists. */
-    acts->retrieve_scratch = malloc((size_t)THREAD_POOL_MAX_THREADS * 2 * RETRIEVE_TOKEN_BLOCK *
-                                    peer_layer_side(cfg) * sizeof(float));
+    acts->retrieve_scratch = calloc((size_t)THREAD_POOL_MAX_THREADS * 2 * RETRIEVE_TOKEN_BLOCK *
+                                        peer_layer_side(cfg),
+                                    sizeof(float));
     if (!acts->retrieve_scratch ||!acts->query || !acts->query_normed || !acts->dquery || !acts->norm_mean ||
         !acts->norm_rstd || !acts->expert || !acts->score || !acts->gate || !acts->preact ||
         !acts->dscore || !acts->dpreact || !acts->row_slots) {

@@ -70,10 +70,9 @@ static bool file_config(const safetensors_file *file, const char *path, const ch
     return true;
 }
 
-/* Checks that the file holds exactly the tensors named by `name_of` with the shapes of the
- * model's tensors (those with `want` true), and copies them to where `dest_of` says. */
+/* A file is matched against the tensors its config implies, under one or more naming schemes
+ * (the model file: the plain names; the trainer file: "adam.m.<name>" and "adam.v.<name>"). */
 typedef const char *(*tensor_name_fn)(const model_tensor *t, char *buffer, size_t size);
-typedef float *(*tensor_dest_fn)(void *ctx, int index);
 typedef bool (*tensor_want_fn)(const model_tensor *t);
 
 static const char *plain_name(const model_tensor *t, char *buffer, size_t size)
@@ -87,61 +86,94 @@ static bool want_all(const model_tensor *t)
     return true;
 }
 
-static bool copy_tensors(const safetensors_file *file, const char *path, const peer_model *model,
-                         tensor_want_fn want, tensor_name_fn name_of, tensor_dest_fn dest_of,
-                         void *ctx, bool exact, peer_error *err)
+typedef struct {
+    const model_tensor *tensors; /* (count), in checkpoint order */
+    int count;
+    tensor_want_fn want;
+    const tensor_name_fn *names; /* (n_names) */
+    int n_names;
+} tensor_match;
+
+static void format_shape(char *out, size_t size, int n_dims, const int64_t *shape)
 {
-    int expected = 0;
-    char name[128];
-    for (int i = 0; i < model->n_tensors; i++) {
-        const model_tensor *t = &model->tensors[i];
-        if (!want(t))
-            continue;
-        expected++;
-        name_of(t, name, sizeof name);
-        const safetensors_tensor *found = safetensors_find(file, name);
-        if (!found)
-            return peer_error_set(err, "%s: tensor \"%s\" is missing (its config needs it)", path,
-                                  name);
-        bool same = found->n_dims == t->n_dims;
-        for (int d = 0; same && d < t->n_dims; d++)
-            same = found->shape[d] == t->shape[d];
-        if (!same) {
-            char want_shape[96] = "", got_shape[96] = "";
-            for (int d = 0; d < t->n_dims; d++)
-                snprintf(want_shape + strlen(want_shape), sizeof want_shape - strlen(want_shape),
-                         "%s%" PRId64, d ? ", " : "", t->shape[d]);
-            for (int d = 0; d < found->n_dims && d < SAFETENSORS_MAX_DIMS; d++)
-                snprintf(got_shape + strlen(got_shape), sizeof got_shape - strlen(got_shape),
-                         "%s%" PRId64, d ? ", " : "", found->shape[d]);
-            return peer_error_set(err,
-                                  "%s: tensor \"%s\" has shape (%s) but the config says (%s)",
-                                  path, name, got_shape, want_shape);
-        }
-        memcpy(dest_of(ctx, i), found->data, t->n_elements * sizeof(float));
-    }
-    if (exact && file->n_tensors != expected) {
-        for (int k = 0; k < file->n_tensors; k++) {
-            bool known = false;
-            for (int i = 0; !known && i < model->n_tensors; i++)
-                known = want(&model->tensors[i]) &&
-                        strcmp(name_of(&model->tensors[i], name, sizeof name),
-                               file->tensors[k].name) == 0;
-            if (!known)
-                return peer_error_set(err,
-                                      "%s: tensor \"%s\" is not part of the model its config "
-                                      "describes",
-                                      path, file->tensors[k].name);
-        }
-    }
-    return true;
+    out[0] = '\0';
+    for (int d = 0; d < n_dims && d < SAFETENSORS_MAX_DIMS; d++)
+        snprintf(out + strlen(out), size - strlen(out), "%s%" PRId64, d ? ", " : "", shape[d]);
 }
 
-static float *param_dest(void *ctx, int index)
+/* Every wanted tensor present under every name with the config's shape, and nothing else in
+ * the file; the message names the first tensor that disagrees. */
+static bool check_tensors(const safetensors_file *file, const char *path, const tensor_match *match,
+                          peer_error *err)
 {
-    peer_model *model = ctx;
-    return model->tensors[index].param;
+    char name[160];
+    int expected = 0;
+    for (int n = 0; n < match->n_names; n++) {
+        for (int i = 0; i < match->count; i++) {
+            const model_tensor *t = &match->tensors[i];
+            if (!match->want(t))
+                continue;
+            expected++;
+            match->names[n](t, name, sizeof name);
+            const safetensors_tensor *found = safetensors_find(file, name);
+            if (!found)
+                return peer_error_set(err, "%s: tensor \"%s\" is missing (its config needs it)",
+                                      path, name);
+            bool same = found->n_dims == t->n_dims;
+            for (int d = 0; same && d < t->n_dims; d++)
+                same = found->shape[d] == t->shape[d];
+            if (!same) {
+                char want_shape[128], got_shape[128];
+                format_shape(want_shape, sizeof want_shape, t->n_dims, t->shape);
+                format_shape(got_shape, sizeof got_shape, found->n_dims, found->shape);
+                return peer_error_set(err,
+                                      "%s: tensor \"%s\" has shape (%s) but the config says (%s)",
+                                      path, name, got_shape, want_shape);
+            }
+        }
+    }
+    if (file->n_tensors == expected)
+        return true;
+    for (int k = 0; k < file->n_tensors; k++) {
+        bool known = false;
+        for (int n = 0; !known && n < match->n_names; n++)
+            for (int i = 0; !known && i < match->count; i++)
+                known = match->want(&match->tensors[i]) &&
+                        strcmp(match->names[n](&match->tensors[i], name, sizeof name),
+                               file->tensors[k].name) == 0;
+        if (!known)
+            return peer_error_set(err,
+                                  "%s: tensor \"%s\" is not part of the model its config "
+                                  "describes",
+                                  path, file->tensors[k].name);
+    }
+    return peer_error_set(err, "%s holds %d tensors where its config implies %d", path,
+                          file->n_tensors, expected);
 }
+
+static const float *tensor_data(const safetensors_file *file, tensor_name_fn name_of,
+                                const model_tensor *t)
+{
+    char name[160];
+    return safetensors_find(file, name_of(t, name, sizeof name))->data;
+}
+
+/* Checks a file against a config before anything of the config's size is allocated. */
+static bool check_file(const safetensors_file *file, const char *path, const model_config *cfg,
+                       tensor_want_fn want, const tensor_name_fn *names, int n_names,
+                       peer_error *err)
+{
+    tensor_match match = { .want = want, .names = names, .n_names = n_names };
+    model_tensor *tensors = peer_model_list_tensors(cfg, &match.count);
+    if (!tensors)
+        return peer_error_set(err, "out of memory reading %s", path);
+    match.tensors = tensors;
+    bool ok = check_tensors(file, path, &match, err);
+    free(tensors);
+    return ok;
+}
+
+static const tensor_name_fn model_names[] = { plain_name };
 
 bool checkpoint_read_config(const char *path, model_config *cfg, peer_error *err)
 {
@@ -160,12 +192,12 @@ peer_model *checkpoint_load_model(const char *path, int B, int T, peer_error *er
         return NULL;
     model_config cfg;
     peer_model *model = NULL;
-    if (file_config(&file, path, CHECKPOINT_FORMAT, &cfg, err)) {
+    if (file_config(&file, path, CHECKPOINT_FORMAT, &cfg, err) &&
+        check_file(&file, path, &cfg, want_all, model_names, 1, err)) {
         model = peer_model_new_uninitialised(&cfg, B, T ? T : cfg.context, err);
-        if (model && !copy_tensors(&file, path, model, want_all, plain_name, param_dest, model,
-                                   true, err)) {
-            peer_model_free(model);
-            model = NULL;
+        for (int i = 0; model && i < model->n_tensors; i++) {
+            const model_tensor *t = &model->tensors[i];
+            memcpy(t->param, tensor_data(&file, plain_name, t), t->n_elements * sizeof(float));
         }
     }
     safetensors_free(&file);
@@ -222,11 +254,6 @@ static float *moment_of(const moment_ctx *ctx, int index)
     }
     size_t offset = (size_t)(t->grad - ctx->model->grads_memory);
     return (ctx->second ? ctx->opt->v : ctx->opt->m) + offset;
-}
-
-static float *moment_dest(void *ctx, int index)
-{
-    return moment_of(ctx, index);
 }
 
 bool checkpoint_save_trainer(const trainer *tr, const char *path, peer_error *err)
@@ -347,8 +374,13 @@ bool checkpoint_resume(trainer *tr, const char *model_path, const char *trainer_
         peer_error_set(err, "%s has no \"settings\" in its metadata", trainer_path);
         goto done;
     }
-    if (!train_settings_from_json(&settings, &cfg, settings_json, err) ||
-        !parse_long(&trainer_file, trainer_path, "step", &step, err) ||
+    peer_error inner;
+    if (!train_settings_from_json(&settings, &cfg, settings_json, &inner)) {
+        peer_error_set(err, "%s: its training settings are invalid: %s", trainer_path,
+                       inner.message);
+        goto done;
+    }
+    if (!parse_long(&trainer_file, trainer_path, "step", &step, err) ||
         !parse_long(&trainer_file, trainer_path, "optimizer_step", &opt_step, err) ||
         !parse_double(&trainer_file, trainer_path, "tokens", &tokens, err) ||
         !parse_double(&trainer_file, trainer_path, "flops", &flops, err))
@@ -358,28 +390,24 @@ bool checkpoint_resume(trainer *tr, const char *model_path, const char *trainer_
                        trainer_path);
         goto done;
     }
+    static const tensor_name_fn moment_names[] = { m_name, v_name };
+    if (!check_file(&model_file, model_path, &cfg, want_all, model_names, 1, err) ||
+        !check_file(&trainer_file, trainer_path, &cfg, has_moments, moment_names, 2, err))
+        goto done;
     if (steps_override)
         settings.steps = *steps_override;
     if (!trainer_init(tr, &cfg, &settings, data, err))
         goto done;
     moment_ctx m = { .model = tr->model, .opt = &tr->opt, .second = false };
     moment_ctx v = { .model = tr->model, .opt = &tr->opt, .second = true };
-    if (!copy_tensors(&model_file, model_path, tr->model, want_all, plain_name, param_dest,
-                      tr->model, true, err) ||
-        !copy_tensors(&trainer_file, trainer_path, tr->model, has_moments, m_name, moment_dest,
-                      &m, false, err) ||
-        !copy_tensors(&trainer_file, trainer_path, tr->model, has_moments, v_name, moment_dest,
-                      &v, false, err))
-        goto fail;
-    int expected = 0;
-    for (int i = 0; i < tr->model->n_tensors; i++)
-        expected += has_moments(&tr->model->tensors[i]) ? 2 : 0;
-    if (trainer_file.n_tensors != expected) {
-        peer_error_set(err,
-                       "%s holds %d tensors but this model's optimiser state has %d: it belongs "
-                       "to another model",
-                       trainer_path, trainer_file.n_tensors, expected);
-        goto fail;
+    for (int i = 0; i < tr->model->n_tensors; i++) {
+        const model_tensor *t = &tr->model->tensors[i];
+        size_t bytes = t->n_elements * sizeof(float);
+        memcpy(t->param, tensor_data(&model_file, plain_name, t), bytes);
+        if (has_moments(t)) {
+            memcpy(moment_of(&m, i), tensor_data(&trainer_file, m_name, t), bytes);
+            memcpy(moment_of(&v, i), tensor_data(&trainer_file, v_name, t), bytes);
+        }
     }
     tr->step = step;
     tr->opt.step = opt_step;
@@ -387,9 +415,6 @@ bool checkpoint_resume(trainer *tr, const char *model_path, const char *trainer_
     tr->flops = flops;
     tr->data_rng.state = rng_state;
     ok = true;
-    goto done;
-fail:
-    trainer_free(tr);
 done:
     safetensors_free(&model_file);
     safetensors_free(&trainer_file);

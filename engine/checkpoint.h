@@ -30,6 +30,6 @@ char *checkpoint_trainer_path(const char *model_path);
 bool checkpoint_save_trainer(const trainer *tr, const char *path, peer_error *err);
 
 /* A trainer that continues the run saved in model_path and trainer_path on data. When
- * settings_override is not NULL its steps replace the saved run length (to train further). */
+ * steps_override is not NULL it replaces the saved run length (to train further). */
 bool checkpoint_resume(trainer *tr, const char *model_path, const char *trainer_path,
                        const corpus *data, const long *steps_override, peer_error *err);

@@ -23,8 +23,23 @@ static size_t first_non_text_byte(const uint8_t *s, size_t size)
         for (int k = 1; k <= extra; k++)
             if ((s[i + k] & 0xc0) != 0x80)
                 return i;
+        /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not text. */
+        uint8_t next = s[i + 1];
+        if ((c == 0xe0 && next < 0xa0) || (c == 0xed && next >= 0xa0) ||
+            (c == 0xf0 && next < 0x90) || (c == 0xf4 && next >= 0x90))
+            return i;
         i += (size_t)extra + 1;
     }
+    return size;
+}
+
+/* The smallest text whose both parts hold one sequence of T + 1 bytes. */
+static size_t minimum_size(int seq_len)
+{
+    size_t need = (size_t)seq_len + 1;
+    size_t size = (size_t)((double)need / CORPUS_VALIDATION_FRACTION);
+    while ((size_t)((double)size * CORPUS_VALIDATION_FRACTION) < need)
+        size++;
     return size;
 }
 
@@ -33,8 +48,8 @@ bool corpus_from_bytes(corpus *c, const uint8_t *data, size_t size, int seq_len,
 {
     memset(c, 0, sizeof *c);
     if (size == 0)
-        return peer_error_set(err, "%s is empty: give a UTF-8 text file of at least %d bytes",
-                              name, 2 * (seq_len + 1) * 10);
+        return peer_error_set(err, "%s is empty: give a UTF-8 text file of at least %zu bytes",
+                              name, minimum_size(seq_len));
     size_t bad = first_non_text_byte(data, size);
     if (bad < size)
         return peer_error_set(err,
@@ -44,7 +59,7 @@ bool corpus_from_bytes(corpus *c, const uint8_t *data, size_t size, int seq_len,
     size_t validation = (size_t)((double)size * CORPUS_VALIDATION_FRACTION);
     size_t need = (size_t)seq_len + 1;
     if (validation < need || size - validation < need) {
-        size_t minimum = (size_t)((double)need / CORPUS_VALIDATION_FRACTION) + 1;
+        size_t minimum = minimum_size(seq_len);
         return peer_error_set(err,
                               "%s holds %zu bytes, too short for sequences of %d bytes: the last "
                               "10 %% is kept for validation and each part needs at least %zu "

@@ -120,6 +120,21 @@ static void list_tensors(const model_config *cfg, tensor_list *list)
     add_tensor(list, -1, "ln_f.bias", 1, D, 0, 0, 0, false, false, true);
 }
 
+model_tensor *peer_model_list_tensors(const model_config *cfg, int *count)
+{
+    tensor_list list = { 0 };
+    list_tensors(cfg, &list);
+    model_tensor *tensors = calloc((size_t)list.count, sizeof *tensors);
+    if (!tensors)
+        return NULL;
+    list = (tensor_list){ .tensors = tensors };
+    list_tensors(cfg, &list);
+    for (int i = 0; i < list.count; i++)
+        tensors[i].param = tensors[i].grad = NULL;
+    *count = list.count;
+    return tensors;
+}
+
 static float *tensor_param(peer_model *model, const char *name)
 {
     const model_tensor *t = peer_model_find_tensor(model, name);

@@ -115,7 +115,12 @@ peer_model *peer_model_new(const model_config *cfg, int B, int T, uint64_t seed,
 peer_model *peer_model_new_uninitialised(const model_config *cfg, int B, int T, peer_error *err);
 void peer_model_free(peer_model *model);
 
-/* The tensors in checkpoint order. */
+/* The contract's tensors of a config, in checkpoint order: names, shapes and flags, no storage
+ * (param and grad are NULL). malloc'd; NULL when out of memory. Lets a loader check a file
+ * against its config before allocating anything. */
+model_tensor *peer_model_list_tensors(const model_config *cfg, int *count);
+
+/* A tensor of the model by its checkpoint name, or NULL. */
 const model_tensor *peer_model_find_tensor(const peer_model *model, const char *name);
 
 /* Runs the model on tokens (B, T). With targets (B, T) computes the loss (returned: cross-entropy

@@ -1,6 +1,8 @@
 #include "product-keys.h"
 
 #include <cblas.h>
+
+#include "thread-pool.h"
 #include <stdlib.h>
 
 #define PRODUCT_KEYS_MAX_K 1024
@@ -58,6 +60,7 @@ void product_keys_merge(const float *val1, const float *val2, int k, int32_t *pi
 void product_keys_score(float *out, const float *query, int ld, const float *keys, int rows,
                         int n, int half)
 {
+    thread_pool_pin_blas();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, half, 1.0f, query, ld, keys,
                 half, 0.0f, out, n);
 }

@@ -66,6 +66,18 @@ static void *worker_main(void *data)
     return NULL;
 }
 
+static pthread_once_t blas_pinned = PTHREAD_ONCE_INIT;
+
+static void pin_blas_once(void)
+{
+    openblas_set_num_threads(1);
+}
+
+void thread_pool_pin_blas(void)
+{
+    pthread_once(&blas_pinned, pin_blas_once);
+}
+
 int thread_pool_default_threads(void)
 {
     cpu_set_t set;
@@ -87,7 +99,7 @@ thread_pool *thread_pool_new(int n_threads, peer_error *err)
     }
     /* The pool splits matrix products itself, at boundaries that do not depend on the thread
      * count; OpenBLAS threads on top would oversubscribe the cores. */
-    openblas_set_num_threads(1);
+    thread_pool_pin_blas();
 
     thread_pool *pool = calloc(1, sizeof *pool);
     if (!pool) {
@@ -149,6 +161,7 @@ void thread_pool_run(thread_pool *pool, int n_tasks, thread_pool_fn fn, void *ct
 {
     if (n_tasks <= 0)
         return;
+    thread_pool_pin_blas();
     if (!pool || pool->n_threads == 1 || n_tasks == 1) {
         for (int task = 0; task < n_tasks; task++)
             fn(ctx, task, 0);

@@ -20,5 +20,9 @@ void thread_pool_free(thread_pool *pool);
 int thread_pool_get_threads(const thread_pool *pool);
 /* Runs fn(ctx, task, thread) for every task in [0, n_tasks) and returns when all are done. */
 void thread_pool_run(thread_pool *pool, int n_tasks, thread_pool_fn fn, void *ctx);
+/* Pins OpenBLAS to one thread, once per process. Every engine path to BLAS passes here first, so
+ * a run without a pool computes exactly what a one-thread pool computes, whatever
+ * OPENBLAS_NUM_THREADS says. */
+void thread_pool_pin_blas(void);
 /* The number of processors this process may run on. */
 int thread_pool_default_threads(void);

@@ -87,7 +87,11 @@ bool trainer_init(trainer *tr, const model_config *cfg, const train_settings *se
     size_t BT = (size_t)settings->batch_size * settings->seq_len;
     tr->batch_tokens = malloc(BT);
     tr->batch_targets = malloc(BT);
-    if (!tr->batch_tokens || !tr->batch_targets) {
+    for (int i = 0; i < tr->model->n_tensors; i++)
+        if (tr->model->tensors[i].buffer)
+            tr->n_buffer_floats += tr->model->tensors[i].n_elements;
+    tr->saved_buffers = malloc((tr->n_buffer_floats ? tr->n_buffer_floats : 1) * sizeof(float));
+    if (!tr->batch_tokens || !tr->batch_targets || !tr->saved_buffers) {
         trainer_free(tr);
         return peer_error_set(err, "out of memory for a batch");
     }
@@ -102,6 +106,7 @@ void trainer_free(trainer *tr)
     peer_model_free(tr->model);
     free(tr->batch_tokens);
     free(tr->batch_targets);
+    free(tr->saved_buffers);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -119,28 +124,49 @@ float trainer_lr_at(const train_settings *s, long step)
     return (float)(s->min_lr + (s->lr - s->min_lr) * cosine);
 }
 
+/* The running statistics, which a training forward updates before its loss is known. */
+static void copy_buffers(trainer *tr, bool restore)
+{
+    float *saved = tr->saved_buffers;
+    for (int i = 0; i < tr->model->n_tensors; i++) {
+        const model_tensor *t = &tr->model->tensors[i];
+        if (!t->buffer)
+            continue;
+        if (restore)
+            memcpy(t->param, saved, t->n_elements * sizeof(float));
+        else
+            memcpy(saved, t->param, t->n_elements * sizeof(float));
+        saved += t->n_elements;
+    }
+}
+
 bool trainer_step(trainer *tr, thread_pool *pool, peer_error *err)
 {
     const train_settings *s = &tr->settings;
     int B = s->batch_size, T = s->seq_len;
     corpus_train_batch(tr->data, &tr->data_rng, B, T, tr->batch_tokens, tr->batch_targets);
+    copy_buffers(tr, false);
     double loss = peer_model_forward(tr->model, tr->batch_tokens, tr->batch_targets, B, T,
                                      PEER_MODE_TRAIN, pool);
-    if (!isfinite(loss))
+    if (!isfinite(loss)) {
+        copy_buffers(tr, true);
         return peer_error_set(err,
                               "the loss became %s at step %ld: training stopped with the weights "
                               "of step %ld; lower the learning rate (now %g) or the gradient clip",
                               isnan(loss) ? "NaN" : "infinite", tr->step + 1, tr->step,
                               (double)trainer_lr_at(s, tr->step));
+    }
     peer_model_zero_grad(tr->model);
     peer_model_backward(tr->model, tr->batch_tokens, tr->batch_targets, pool);
     double norm = optimizer_grad_norm(tr->model);
-    if (!isfinite(norm))
+    if (!isfinite(norm)) {
+        copy_buffers(tr, true);
         return peer_error_set(err,
                               "the gradient became %s at step %ld: training stopped with the "
                               "weights of step %ld; lower the learning rate (now %g)",
                               isnan(norm) ? "NaN" : "infinite", tr->step + 1, tr->step,
                               (double)trainer_lr_at(s, tr->step));
+    }
     float scale = 1.0f;
     if (s->grad_clip > 0.0f && norm > s->grad_clip)
         scale = (float)(s->grad_clip / norm);

@@ -60,6 +60,8 @@ typedef struct {
     double last_loss;      /* cross-entropy of the last step */
     double last_grad_norm; /* before clipping */
     float last_lr;
+    float *saved_buffers;  /* running statistics before the step, restored if it fails */
+    size_t n_buffer_floats;
 } trainer;
 
 /* Builds the model (weights from settings->seed) and optimiser. data must outlive the trainer. */

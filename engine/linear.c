@@ -64,12 +64,15 @@ static void backward_weight_block(void *data, int task, int thread)
                 job->dout + o0, job->OC, job->inp, job->C, 1.0f,
                 job->dweight + (size_t)o0 * job->C, job->C);
     if (job->dbias) {
-        for (int o = o0; o < o0 + rows; o++) {
-            float sum = 0.0f;
-            for (int t = 0; t < job->BT; t++)
-                sum += job->dout[(size_t)t * job->OC + o];
-            job->dbias[o] += sum;
+        /* Token by token across the block's outputs: rows of dout are read contiguously. */
+        float sum[LINEAR_ROW_BLOCK] = { 0 };
+        for (int t = 0; t < job->BT; t++) {
+            const float *row = job->dout + (size_t)t * job->OC + o0;
+            for (int o = 0; o < rows; o++)
+                sum[o] += row[o];
         }
+        for (int o = 0; o < rows; o++)
+            job->dbias[o0 + o] += sum[o];
     }
 }
 

@@ -15,11 +15,14 @@ typedef enum {
     COMMAND_STEP_ONCE,
     COMMAND_EVALUATE,
     COMMAND_SAVE,
+    COMMAND_SAMPLE,
 } CommandKind;
 
 typedef struct {
     CommandKind kind;
-    char *path;
+    char *path;         /* save: the model file; sample: the prompt */
+    int length;         /* sample: bytes to generate */
+    double temperature; /* sample */
 } Command;
 
 struct _PeerSession {
@@ -35,6 +38,8 @@ struct _PeerSession {
     GArray *pending_loss;
     GArray *pending_eval;
     char *pending_sample;
+    char *pending_prompt;       /* the answer to a sample command */
+    char *pending_continuation;
     gint64 last_snapshot_us;
     gint64 started_us;
     double seconds_before;   /* training time of earlier runs (a resumed checkpoint) */
@@ -104,6 +109,8 @@ peer_snapshot_unref (PeerSnapshot *snapshot)
   g_array_unref (snapshot->eval_points);
   g_free (snapshot->sample);
   g_free (snapshot->message);
+  g_free (snapshot->prompt);
+  g_free (snapshot->continuation);
   g_free (snapshot);
 }
 
@@ -162,6 +169,8 @@ post_snapshot (PeerSession *self, const char *message, gboolean saved)
   snapshot->sample = g_steal_pointer (&self->pending_sample);
   snapshot->message = g_strdup (message);
   snapshot->saved = saved;
+  snapshot->prompt = g_steal_pointer (&self->pending_prompt);
+  snapshot->continuation = g_steal_pointer (&self->pending_continuation);
   double step_seconds = self->recent_step_seconds;
   double tokens_per_step = (double) self->tr.settings.batch_size * self->tr.settings.seq_len;
   snapshot->tokens_per_second = step_seconds > 0 ? tokens_per_step / step_seconds : 0.0;
@@ -265,6 +274,26 @@ worker_save (PeerSession *self, const char *path)
   post_snapshot (self, message, ok);
 }
 
+static void
+worker_sample (PeerSession *self, const char *prompt, int length, double temperature)
+{
+  peer_error err;
+  if (!prompt || !*prompt)
+    prompt = SAMPLE_PROMPT;
+  g_autofree uint8_t *text = g_malloc (MAX (length, 1));
+  sampler_settings sampling = { .temperature = (float) temperature, .top_k = 0 };
+  if (!sampler_generate (self->tr.model, (const uint8_t *) prompt, strlen (prompt), text,
+                         (size_t) length, &sampling, &self->sample_rng, self->pool, &err))
+    {
+      g_autofree char *message = g_strdup_printf ("Could not sample: %s", err.message);
+      post_snapshot (self, message, FALSE);
+      return;
+    }
+  self->pending_prompt = g_strdup (prompt);
+  self->pending_continuation = g_utf8_make_valid ((const char *) text, length);
+  post_snapshot (self, NULL, FALSE);
+}
+
 static gboolean
 can_train (PeerSession *self)
 {
@@ -302,6 +331,9 @@ run_command (PeerSession *self, Command *command)
       break;
     case COMMAND_SAVE:
       worker_save (self, command->path);
+      break;
+    case COMMAND_SAMPLE:
+      worker_sample (self, command->path, command->length, command->temperature);
       break;
     }
   g_free (command->path);
@@ -427,6 +459,20 @@ peer_session_save (PeerSession *self, const char *path)
 }
 
 void
+peer_session_sample (PeerSession *self, const char *prompt, int length, double temperature)
+{
+  Command *command = g_new0 (Command, 1);
+  command->kind = COMMAND_SAMPLE;
+  command->path = g_strdup (prompt);
+  command->length = MAX (length, 1);
+  command->temperature = temperature > 0 ? temperature : 1.0;
+  pthread_mutex_lock (&self->lock);
+  g_queue_push_tail (&self->commands, command);
+  pthread_cond_signal (&self->wake);
+  pthread_mutex_unlock (&self->lock);
+}
+
+void
 peer_session_shutdown (PeerSession *self)
 {
   if (!self->worker)
@@ -450,6 +496,12 @@ PeerSessionState
 peer_session_get_state (PeerSession *self)
 {
   return self->state;
+}
+
+long
+peer_session_get_step (PeerSession *self)
+{
+  return self->step;
 }
 
 const model_config *
@@ -517,6 +569,8 @@ peer_session_finalize (GObject *object)
   g_clear_pointer (&self->eval_history, g_array_unref);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_free (self->pending_sample);
+  g_free (self->pending_prompt);
+  g_free (self->pending_continuation);
   g_free (self->sample);
   g_free (self->name);
   pthread_mutex_destroy (&self->lock);
@@ -600,6 +654,9 @@ launch (PeerSession *self)
 {
   peer_rng_seed (&self->sample_rng, self->tr.settings.seed + 1);
   self->step = self->saved_step = self->tr.step;
+  /* A checkpoint saved at the end of its run has no step left to train. */
+  if (self->tr.step >= self->tr.settings.steps)
+    self->state = self->worker_state = PEER_SESSION_FINISHED;
   self->worker = g_thread_new ("peer-session", worker_main, self);
 }
 

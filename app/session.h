@@ -63,6 +63,8 @@ typedef struct {
     char *sample;                /* a text sample from the model, or NULL */
     char *message;               /* an error or a notice ("saved to …"), or NULL */
     gboolean saved;              /* a save finished with this snapshot */
+    char *prompt;                /* with continuation: the answer to peer_session_sample () */
+    char *continuation;
 } PeerSnapshot;
 
 PeerSnapshot *peer_snapshot_ref (PeerSnapshot *snapshot);
@@ -82,6 +84,8 @@ PeerSession *peer_session_new_from_checkpoint (const char *path, GBytes *text, i
 
 const char *peer_session_get_name (PeerSession *self);
 PeerSessionState peer_session_get_state (PeerSession *self);
+/* Steps trained so far, as of the last snapshot (a resumed checkpoint starts at its step). */
+long peer_session_get_step (PeerSession *self);
 const model_config *peer_session_get_config (PeerSession *self);
 const train_settings *peer_session_get_settings (PeerSession *self);
 /* The whole history so far (main thread): every loss and evaluation point delivered. */
@@ -99,6 +103,9 @@ void peer_session_stop (PeerSession *self);
 void peer_session_evaluate (PeerSession *self);
 /* Saves model and trainer files between steps; the snapshot that follows says how it went. */
 void peer_session_save (PeerSession *self, const char *path);
+/* Continues prompt by length bytes at temperature (> 0), between steps; the snapshot that
+ * follows carries prompt and continuation, or a message saying why there is none. */
+void peer_session_sample (PeerSession *self, const char *prompt, int length, double temperature);
 
 /* Blocks until the worker has finished what it is doing and exited; used on shutdown. */
 void peer_session_shutdown (PeerSession *self);

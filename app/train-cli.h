@@ -1,6 +1,6 @@
 /* The training program: peer-train's options, its loop with progress, evaluations, run log and
- * checkpoints. peer-workbench runs the same code with its own name, summary and a text sample at
- * every evaluation, so both behave alike. */
+ * checkpoints; the defaults say which program runs it and whether it samples text at each
+ * evaluation. */
 #pragma once
 
 typedef struct {

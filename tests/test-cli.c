@@ -247,10 +247,10 @@ static void test_train_nan(void)
     run_result_clear(&r);
 }
 
-/* peer-workbench is peer-train with a sample at each evaluation. */
-static void test_workbench(void)
+/* --sample writes the model's text after each evaluation, continuing the opening sentence. */
+static void test_train_sample(void)
 {
-    run_result r = run_program("PEER_WORKBENCH", "--steps", "2", "--sample", "16", TINY, NULL);
+    run_result r = run_program("PEER_TRAIN", "--steps", "2", "--sample", "16", TINY, NULL);
     assert_success(&r);
     g_assert_nonnull(strstr(r.out, "val loss"));
     g_assert_nonnull(strstr(r.out, "It is a truth universally acknowledged"));
@@ -475,7 +475,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cli/train/init-save", test_train_init_save);
     g_test_add_func("/cli/train/resume", test_train_resume);
     g_test_add_func("/cli/train/nan", test_train_nan);
-    g_test_add_func("/cli/workbench", test_workbench);
+    g_test_add_func("/cli/train-sample", test_train_sample);
     g_test_add_func("/cli/eval/untrained", test_eval_untrained);
     g_test_add_func("/cli/trace/json", test_trace_json);
     g_test_add_func("/cli/sample", test_sample);

@@ -358,6 +358,7 @@ typedef struct {
     int BT;
     int n;
     float *scratch;      /* (threads, 2, RETRIEVE_TOKEN_BLOCK, n) */
+    int first_new_row;   /* sparse rows from here on were added by this backward */
 } peer_job;
 
 static void retrieve_block(void *data, int task, int thread)
@@ -494,20 +495,17 @@ static void expert_backward_block(void *data, int task, int thread)
                            cfg->activation);
 }
 
-/* Gives every expert chosen in this batch a row of the sparse gradient (new rows start at zero)
- * and lists each row's slots in slot order. Serial and O(slots): the order of the slots is what
+/* Gives every expert chosen in this batch a row of the sparse gradient (rows from first_new on
+ * are new, and zeroed by the parallel pass) and lists each row's slots in slot order. Serial and O(slots): the order of the slots is what
  * makes the accumulation deterministic when tokens and heads share an expert. */
 static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts, size_t slots)
 {
-    size_t D = (size_t)sparse->d_model;
     for (size_t i = 0; i < slots; i++) {
         int32_t e = acts->expert[i];
         if (sparse->position[e] < 0) {
             int32_t r = sparse->n_rows++;
             sparse->rows[r] = e;
             sparse->position[e] = r;
-            memset(sparse->down + r * D, 0, D * sizeof(float));
-            memset(sparse->up + r * D, 0, D * sizeof(float));
         }
     }
     int32_t *start = sparse->row_start;
@@ -534,6 +532,11 @@ static void sparse_grad_block(void *data, int task, int thread)
     for (int r = r0; r < r1; r++) {
         float *grad_down = sparse->down + (size_t)r * D;
         float *grad_up = sparse->up + (size_t)r * D;
+        if (r >= job->first_new_row) {
+            memset(grad_up, 0, (size_t)D * sizeof(float));
+            if (!cfg->values_only)
+                memset(grad_down, 0, (size_t)D * sizeof(float));
+        }
         for (int i = sparse->row_start[r]; i < sparse->row_start[r + 1]; i++) {
             int slot = acts->row_slots[i];
             size_t t = (size_t)(slot / per_token);
@@ -627,6 +630,7 @@ void peer_layer_backward(float *dinp, peer_layer_params *grads, peer_sparse_grad
     thread_pool_run(pool, tasks_for(BT, EXPERT_TOKEN_BLOCK), expert_backward_block, &job);
 
     /* Expert tables: only the rows chosen in this batch. */
+    job.first_new_row = sparse->n_rows;
     sparse_collect_rows(sparse, acts, slots);
     thread_pool_run(pool, tasks_for(sparse->n_rows, SPARSE_ROW_BLOCK), sparse_grad_block, &job);
 

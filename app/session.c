@@ -52,6 +52,8 @@ struct _PeerSession {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     GQueue commands;
+    GQueue outbox;            /* PeerSnapshot, posted by the worker, taken by the main thread */
+    gboolean delivery_pending; /* an idle source will take the outbox */
     gboolean want_running;
     gboolean want_stop;
     gboolean quit;
@@ -114,28 +116,10 @@ peer_snapshot_unref (PeerSnapshot *snapshot)
   g_free (snapshot);
 }
 
-typedef struct {
-  PeerSession *session;
-  PeerSnapshot *snapshot;
-} Delivery;
-
+/* Main thread: one snapshot joins the history and the UI hears of it. */
 static void
-delivery_free (gpointer data)
+apply_snapshot (PeerSession *self, PeerSnapshot *snapshot)
 {
-  Delivery *delivery = data;
-  g_object_unref (delivery->session);
-  peer_snapshot_unref (delivery->snapshot);
-  g_free (delivery);
-}
-
-/* Main thread: the snapshot joins the history and the UI hears of it. */
-static gboolean
-deliver_snapshot (gpointer data)
-{
-  Delivery *delivery = data;
-  PeerSession *self = delivery->session;
-  PeerSnapshot *snapshot = delivery->snapshot;
-
   g_array_append_vals (self->loss_history, snapshot->loss_points->data, snapshot->loss_points->len);
   g_array_append_vals (self->eval_history, snapshot->eval_points->data, snapshot->eval_points->len);
   if (snapshot->sample)
@@ -152,6 +136,26 @@ deliver_snapshot (gpointer data)
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
     }
   g_signal_emit (self, signals[SIGNAL_SNAPSHOT], 0, snapshot);
+}
+
+/* Main thread: takes every snapshot the worker has posted, in order. */
+static gboolean
+deliver_snapshots (gpointer data)
+{
+  PeerSession *self = data;
+  GQueue arrived = G_QUEUE_INIT;
+  pthread_mutex_lock (&self->lock);
+  while (!g_queue_is_empty (&self->outbox))
+    g_queue_push_tail (&arrived, g_queue_pop_head (&self->outbox));
+  self->delivery_pending = FALSE;
+  pthread_mutex_unlock (&self->lock);
+
+  PeerSnapshot *snapshot;
+  while ((snapshot = g_queue_pop_head (&arrived)))
+    {
+      apply_snapshot (self, snapshot);
+      peer_snapshot_unref (snapshot);
+    }
   return G_SOURCE_REMOVE;
 }
 
@@ -181,11 +185,24 @@ post_snapshot (PeerSession *self, const char *message, gboolean saved)
   self->pending_eval = g_array_new (FALSE, FALSE, sizeof (PeerEvalPoint));
   self->last_snapshot_us = g_get_monotonic_time ();
 
-  Delivery *delivery = g_new0 (Delivery, 1);
-  delivery->session = g_object_ref (self);
-  delivery->snapshot = snapshot;
-  g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, deliver_snapshot, delivery,
-                              delivery_free);
+  /* The snapshot travels through the outbox under the session's own lock, so the thread
+   * sanitizer sees it handed over; the idle source on the main context only says that there is
+   * mail. (g_main_context_invoke would not do: it calls the function right here on the worker
+   * whenever it can acquire the context, which it can between two main-loop iterations.) */
+  pthread_mutex_lock (&self->lock);
+  g_queue_push_tail (&self->outbox, snapshot);
+  gboolean need_source = !self->delivery_pending;
+  self->delivery_pending = TRUE;
+  pthread_mutex_unlock (&self->lock);
+  if (need_source)
+    {
+      GSource *source = g_idle_source_new ();
+      g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      g_source_set_callback (source, deliver_snapshots, g_object_ref (self), g_object_unref);
+      g_source_set_static_name (source, "peer-session snapshots");
+      g_source_attach (source, self->context);
+      g_source_unref (source);
+    }
 }
 
 /* ---- the worker ------------------------------------------------------------------------------ */
@@ -555,6 +572,7 @@ peer_session_finalize (GObject *object)
 {
   PeerSession *self = PEER_SESSION (object);
   Command *command;
+  g_queue_clear_full (&self->outbox, (GDestroyNotify) peer_snapshot_unref);
   while ((command = g_queue_pop_head (&self->commands)))
     {
       g_free (command->path);
@@ -618,6 +636,7 @@ peer_session_init (PeerSession *self)
   pthread_mutex_init (&self->lock, NULL);
   pthread_cond_init (&self->wake, NULL);
   g_queue_init (&self->commands);
+  g_queue_init (&self->outbox);
   self->context = g_main_context_ref_thread_default ();
   self->pending_loss = g_array_new (FALSE, FALSE, sizeof (PeerLossPoint));
   self->pending_eval = g_array_new (FALSE, FALSE, sizeof (PeerEvalPoint));

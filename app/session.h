@@ -3,7 +3,7 @@
  * The main thread sends commands (start, pause, step once, stop, evaluate, sample, save) through
  * a queue; the worker carries them out between steps, so a pause or a stop takes effect within
  * one step. The worker answers with snapshots (PeerSnapshot): immutable, built on the worker and
- * handed to the main thread with g_main_context_invoke, where the session appends them to its
+ * handed to the main thread with an idle source on the main context, where the session appends them to its
  * history and emits ::snapshot. Nothing here touches a widget. */
 #pragma once
 

@@ -188,11 +188,17 @@ static double gflops(double flops_per_token, int tokens, double seconds)
     return seconds > 0 ? flops_per_token * tokens / seconds * 1e-9 : 0.0;
 }
 
+static void print_ratio(const char *what, const bench_samples *s, double scale, const char *unit)
+{
+    printf("  %-44s %10.2f%s  (min %.2f, max %.2f)\n", what, scale * bench_samples_median(s), unit,
+           scale * bench_samples_min(s), scale * bench_samples_max(s));
+}
+
 int main(int argc, char **argv)
 {
     layer_options opt = {
         .side = 1024, .tokens = 4096, .d_model = 256, .heads = 8, .topk = 16, .d_key = 128,
-        .threads = 2, .reps = 5, .expert_block = 8, .retrieve_block = 32,
+        .threads = 2, .reps = 7, .expert_block = 8, .retrieve_block = 32,
     };
     const bench_option options[] = {
         { "side", BENCH_OPTION_INT, &opt.side, "sub-keys per side n; N = n²" },
@@ -202,7 +208,7 @@ int main(int argc, char **argv)
         { "topk", BENCH_OPTION_INT, &opt.topk, "k experts per head" },
         { "d-key", BENCH_OPTION_INT, &opt.d_key, "dk" },
         { "threads", BENCH_OPTION_INT, &opt.threads, "worker threads" },
-        { "reps", BENCH_OPTION_INT, &opt.reps, "timed repetitions of each measurement" },
+        { "reps", BENCH_OPTION_INT, &opt.reps, "timed rounds, each timing every measurement" },
         { "expert-block", BENCH_OPTION_INT, &opt.expert_block,
           "tokens per task of the row-read limit (the engine's expert block)" },
         { "retrieve-block", BENCH_OPTION_INT, &opt.retrieve_block,
@@ -233,7 +239,7 @@ int main(int argc, char **argv)
 
     printf("%s, kernels for %s\n", openblas_get_config(), openblas_get_corename());
     printf("PEER layer: D = %d, N = %d² = %d, h = %d, k = %d, dk = %d, %s keys, batch-norm, "
-           "gelu; BT = %d tokens, %d threads, median of %d\n",
+           "gelu; BT = %d tokens, %d threads; medians over %d rounds\n",
            D, n, cfg.n_experts, cfg.heads, cfg.topk, cfg.d_key,
            cfg.shared_keys ? "shared" : "per-head", BT, opt.threads, opt.reps);
     double rss_start = bench_peak_rss_mib();
@@ -263,143 +269,31 @@ int main(int argc, char **argv)
     float *dout = bench_alloc(act_bytes), *dinp = bench_alloc(act_bytes);
     peer_rng_fill_normal(&rng, inp, (size_t)BT * D, 1.0f);
     peer_rng_fill_normal(&rng, dout, (size_t)BT * D, 1.0f);
-    printf("  set-up (weights drawn from the engine's initialisation) %.1f s\n\n",
+    printf("  set-up (weights drawn by the engine's initialisation) %.1f s\n\n",
            bench_now() - t_init);
 
-    /* ---- forward + backward ---- */
-    bench_samples fwd = { 0 }, bwd = { 0 };
-    for (int r = -1; r < opt.reps; r++) {
-        double t0 = bench_now();
-        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN,
-                           PEER_SELECT_RETRIEVE, pool);
-        double t1 = bench_now();
-        memset(grad_arena, 0, n_grads * sizeof(float));
-        memset(dinp, 0, act_bytes);
-        peer_sparse_grad_zero(&sparse);
-        double t2 = bench_now();
-        peer_layer_backward(dinp, &grads, &sparse, &acts, dout, inp, &params, &cfg, BT, pool);
-        double t3 = bench_now();
-        if (r >= 0) { /* the first step pays for first-touch page faults */
-            bench_samples_add(&fwd, t1 - t0);
-            bench_samples_add(&bwd, t3 - t2);
-        }
-    }
+    /* One training step touches every page the layer will ever use: the peak after it is the
+     * layer's footprint, before anything else of the benchmark is allocated. */
+    peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN, PEER_SELECT_RETRIEVE,
+                       pool);
+    peer_layer_backward(dinp, &grads, &sparse, &acts, dout, inp, &params, &cfg, BT, pool);
     double rss_peer = bench_peak_rss_mib();
     int touched_rows = sparse.n_rows;
 
-    double h = cfg.heads, k = cfg.topk, dk = cfg.d_key;
-    double ma_query = h * D * dk, ma_subkeys = h * n * dk, ma_experts = 2.0 * h * k * D;
-    double add_candidates = h * k * k;
-    double peer_fwd_flops = 2.0 * (ma_query + ma_subkeys + ma_experts) + add_candidates;
-    /* The backward never repeats the sub-key scoring: it runs the query projection twice (input
-     * and weight gradients), the expert rows twice (dot and input gradient, then the sparse
-     * u and v gradients), and the chosen scores back to the query and the sub-keys. */
-    double peer_bwd_flops = 2.0 * (2.0 * ma_query + 2.0 * ma_experts + 2.0 * h * k * dk);
-    double dense_fwd_flops = 2.0 * 2.0 * D * F;
-    double dense_bwd_flops = 2.0 * dense_fwd_flops;
+    /* ---- everything the rounds compare against ---- */
+    size_t dense_count = dense_ffn_params_count(D, F);
+    float *dense_arena = bench_alloc(dense_count * sizeof(float));
+    float *dense_grad_arena = bench_alloc(dense_count * sizeof(float));
+    dense_ffn_params dense, dense_grads;
+    dense_ffn_params_point(&dense, D, F, dense_arena);
+    dense_ffn_params_point(&dense_grads, D, F, dense_grad_arena);
+    peer_rng_fill_normal(&rng, dense.fc_weight, (size_t)F * D, 1.0f / sqrtf((float)D));
+    peer_rng_fill_normal(&rng, dense.fc_bias, (size_t)F, 0.02f);
+    peer_rng_fill_normal(&rng, dense.proj_weight, (size_t)D * F, 1.0f / sqrtf((float)F));
+    peer_rng_fill_normal(&rng, dense.proj_bias, (size_t)D, 0.02f);
+    dense_ffn_acts dense_acts;
+    die_on(dense_ffn_acts_init(&dense_acts, F, BT, &err), &err);
 
-    double f_med = bench_samples_median(&fwd), b_med = bench_samples_median(&bwd);
-    printf("PEER layer forward + backward\n");
-    print_samples("forward", &fwd, 1e3, "ms");
-    print_samples("backward", &bwd, 1e3, "ms");
-    printf("  %-44s %10.0f tokens/s\n", "forward + backward", BT / (f_med + b_med));
-    printf("  %-44s %10.2f M fwd, %.2f M bwd\n", "flops per token (2 per multiply-add)",
-           peer_fwd_flops * 1e-6, peer_bwd_flops * 1e-6);
-    printf("  %-44s %10.1f fwd, %.1f bwd, %.1f both\n", "GFLOP/s", gflops(peer_fwd_flops, BT, f_med),
-           gflops(peer_bwd_flops, BT, b_med),
-           gflops(peer_fwd_flops + peer_bwd_flops, BT, f_med + b_med));
-    printf("  %-44s %10d of %d slots\n", "distinct experts touched per batch", touched_rows,
-           BT * per_token);
-
-    peer_memory estimate;
-    peer_layer_memory_estimate(&cfg, BT, &estimate);
-    double mib = 1.0 / (1024.0 * 1024.0);
-    printf("  %-44s %10.0f MiB (process before the layer %.0f MiB)\n",
-           "peak RSS with gradients and activations", rss_peer, rss_start);
-    printf("  %-44s %10.0f MiB (params %.0f, grads %.0f, activations %.0f; optimiser %.0f not "
-           "allocated here)\n\n",
-           "engine estimate without optimiser",
-           (estimate.params + estimate.grads + estimate.activations) * mib, estimate.params * mib,
-           estimate.grads * mib, estimate.activations * mib, estimate.optimizer * mib);
-
-    /* ---- dense 4D FFN on the same tokens ---- */
-    {
-        size_t count = dense_ffn_params_count(D, F);
-        float *d_arena = bench_alloc(count * sizeof(float));
-        float *d_grad_arena = bench_alloc(count * sizeof(float));
-        dense_ffn_params dp, dg;
-        dense_ffn_params_point(&dp, D, F, d_arena);
-        dense_ffn_params_point(&dg, D, F, d_grad_arena);
-        peer_rng_fill_normal(&rng, dp.fc_weight, (size_t)F * D, 1.0f / sqrtf((float)D));
-        peer_rng_fill_normal(&rng, dp.fc_bias, (size_t)F, 0.02f);
-        peer_rng_fill_normal(&rng, dp.proj_weight, (size_t)D * F, 1.0f / sqrtf((float)F));
-        peer_rng_fill_normal(&rng, dp.proj_bias, (size_t)D, 0.02f);
-        dense_ffn_acts dacts;
-        die_on(dense_ffn_acts_init(&dacts, F, BT, &err), &err);
-        bench_samples dfwd = { 0 }, dbwd = { 0 };
-        for (int r = -1; r < opt.reps; r++) {
-            double t0 = bench_now();
-            dense_ffn_forward(out, &dacts, inp, &dp, BT, D, F, pool);
-            double t1 = bench_now();
-            memset(d_grad_arena, 0, count * sizeof(float));
-            memset(dinp, 0, act_bytes);
-            double t2 = bench_now();
-            dense_ffn_backward(dinp, &dg, &dacts, dout, inp, &dp, BT, D, F, pool);
-            double t3 = bench_now();
-            if (r >= 0) {
-                bench_samples_add(&dfwd, t1 - t0);
-                bench_samples_add(&dbwd, t3 - t2);
-            }
-        }
-        double df = bench_samples_median(&dfwd), db = bench_samples_median(&dbwd);
-        printf("dense FFN, hidden %d, same tokens\n", F);
-        print_samples("forward", &dfwd, 1e3, "ms");
-        print_samples("backward", &dbwd, 1e3, "ms");
-        printf("  %-44s %10.0f tokens/s\n", "forward + backward", BT / (df + db));
-        printf("  %-44s %10.2f M fwd, %.2f M bwd\n", "flops per token (2 per multiply-add)",
-               dense_fwd_flops * 1e-6, dense_bwd_flops * 1e-6);
-        printf("  %-44s %10.1f fwd, %.1f bwd, %.1f both\n", "GFLOP/s",
-               gflops(dense_fwd_flops, BT, df), gflops(dense_bwd_flops, BT, db),
-               gflops(dense_fwd_flops + dense_bwd_flops, BT, df + db));
-        printf("  %-44s %10.2f\n\n", "PEER tokens/s over dense tokens/s", (df + db) / (f_med + b_med));
-        dense_ffn_acts_free(&dacts);
-        free(d_grad_arena);
-        free(d_arena);
-    }
-
-    /* ---- query projection against sgemm ---- */
-    bench_samples query = { 0 }, query_blas = { 0 };
-    for (int r = -1; r < opt.reps; r++) {
-        double t0 = bench_now();
-        linear_forward(acts.query, inp, params.query_weight, params.query_bias, BT, D, HK, pool);
-        if (r >= 0)
-            bench_samples_add(&query, bench_now() - t0);
-    }
-
-    /* ---- retrieval: RETRIEVE minus REUSE, against the same sgemm calls alone ---- */
-    bench_samples reuse = { 0 }, subkey = { 0 }, subkey_whole = { 0 };
-    peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN, PEER_SELECT_RETRIEVE,
-                       pool);
-    for (int r = -1; r < opt.reps; r++) {
-        double t0 = bench_now();
-        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN, PEER_SELECT_REUSE,
-                           pool);
-        if (r >= 0)
-            bench_samples_add(&reuse, bench_now() - t0);
-    }
-    int threads = thread_pool_get_threads(pool);
-    subkey_job sj = { .query = acts.query_normed, .keys = params.keys, .BT = BT, .HK = HK,
-                      .heads = cfg.heads, .n = n, .d_key = cfg.d_key,
-                      .block = opt.retrieve_block, .shared_keys = cfg.shared_keys };
-    sj.scratch = bench_alloc((size_t)(threads > 1 ? threads : 1) * BT * n * sizeof(float));
-    for (int r = -1; r < opt.reps; r++) {
-        double t0 = bench_now();
-        thread_pool_run(pool, (BT + sj.block - 1) / sj.block, subkey_block, &sj);
-        if (r >= 0)
-            bench_samples_add(&subkey, bench_now() - t0);
-    }
-
-    /* ---- experts: the twin layer on the real layer's choices ---- */
     peer_layer_config twin_cfg = cfg;
     twin_cfg.d_key = 2;
     twin_cfg.query_norm = PEER_NORM_NONE;
@@ -414,56 +308,106 @@ int main(int argc, char **argv)
     die_on(peer_layer_acts_init(&twin_acts, &twin_cfg, BT, &err), &err);
     memcpy(twin_acts.expert, acts.expert, (size_t)BT * per_token * sizeof(int32_t));
 
-    bench_samples efwd = { 0 }, ebwd = { 0 };
-    for (int r = -1; r < opt.reps; r++) {
-        double t0 = bench_now();
-        peer_layer_forward(out, &twin_acts, inp, &twin, &twin_cfg, BT, PEER_MODE_TRAIN,
-                           PEER_SELECT_REUSE, pool);
-        double t1 = bench_now();
-        memset(twin_grad_arena, 0, twin_n_grads * sizeof(float));
-        memset(dinp, 0, act_bytes);
-        peer_sparse_grad_zero(&sparse);
-        double t2 = bench_now();
-        peer_layer_backward(dinp, &twin_grads, &sparse, &twin_acts, dout, inp, &twin, &twin_cfg,
-                            BT, pool);
-        double t3 = bench_now();
-        if (r >= 0) {
-            bench_samples_add(&efwd, t1 - t0);
-            bench_samples_add(&ebwd, t3 - t2);
-        }
-    }
+    int threads = thread_pool_get_threads(pool);
+    subkey_job sj = { .query = acts.query_normed, .keys = params.keys, .BT = BT, .HK = HK,
+                      .heads = cfg.heads, .n = n, .d_key = cfg.d_key,
+                      .block = opt.retrieve_block, .shared_keys = cfg.shared_keys };
+    sj.scratch = bench_alloc((size_t)(threads > 1 ? threads : 1) * BT * n * sizeof(float));
 
-    /* ---- the row-read limit on the same indices ---- */
     row_read_job rj = { .expert = acts.expert, .down = (const uint32_t *)params.down,
                         .up = (const uint32_t *)params.up, .BT = BT, .per_token = per_token,
                         .D = D, .block = opt.expert_block };
+    int row_tasks = (BT + rj.block - 1) / rj.block;
+    /* The limit is the best this machine does: try a few prefetch distances, keep the fastest
+     * for the rounds. */
     static const int distances[] = { 0, 2, 4, 8 };
-    bench_samples row_read[4] = { { 0 } };
+    enum { N_DISTANCES = sizeof distances / sizeof distances[0] };
+    double distance_time[N_DISTANCES];
     int best = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_DISTANCES; i++) {
         rj.distance = distances[i];
-        for (int r = -1; r < opt.reps; r++) {
+        distance_time[i] = INFINITY;
+        for (int r = 0; r < 3; r++) {
             double t0 = bench_now();
-            thread_pool_run(pool, (BT + rj.block - 1) / rj.block, row_read_block, &rj);
-            if (r >= 0)
-                bench_samples_add(&row_read[i], bench_now() - t0);
+            thread_pool_run(pool, row_tasks, row_read_block, &rj);
+            double took = bench_now() - t0;
+            distance_time[i] = took < distance_time[i] ? took : distance_time[i];
         }
-        if (bench_samples_median(&row_read[i]) < bench_samples_median(&row_read[best]))
-            best = i;
+        best = distance_time[i] < distance_time[best] ? i : best;
     }
-    stream_job sjob = { .words = (const uint32_t *)params.down,
-                        .count = 2 * (size_t)cfg.n_experts * D };
-    bench_samples stream = { 0 };
-    for (int r = -1; r < opt.reps; r++) {
+    rj.distance = distances[best];
+
+    stream_job stream_j = { .words = (const uint32_t *)params.down,
+                            .count = 2 * (size_t)cfg.n_experts * D };
+    int stream_tasks = (int)((stream_j.count + STREAM_BLOCK - 1) / STREAM_BLOCK);
+
+    /* ---- the rounds: every measurement once per round, so load from elsewhere on a shared
+     * machine spreads over all of them and the per-round ratios stay fair ---- */
+    bench_samples fwd = { 0 }, bwd = { 0 }, reuse = { 0 }, query = { 0 }, subkey = { 0 };
+    bench_samples efwd = { 0 }, ebwd = { 0 }, row_read = { 0 }, stream = { 0 };
+    bench_samples dfwd = { 0 }, dbwd = { 0 };
+    bench_samples retrieval = { 0 }, peer_over_dense = { 0 }, efwd_share = { 0 },
+                  ebwd_share = { 0 };
+    for (int r = 0; r < opt.reps; r++) {
         double t0 = bench_now();
-        thread_pool_run(pool, (int)((sjob.count + STREAM_BLOCK - 1) / STREAM_BLOCK),
-                        stream_read_block, &sjob);
-        if (r >= 0)
-            bench_samples_add(&stream, bench_now() - t0);
+        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN,
+                           PEER_SELECT_RETRIEVE, pool);
+        double t1 = bench_now();
+        memset(grad_arena, 0, n_grads * sizeof(float));
+        memset(dinp, 0, act_bytes);
+        peer_sparse_grad_zero(&sparse);
+        double t2 = bench_now();
+        peer_layer_backward(dinp, &grads, &sparse, &acts, dout, inp, &params, &cfg, BT, pool);
+        double t3 = bench_now();
+        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN,
+                           PEER_SELECT_REUSE, pool);
+        double t4 = bench_now();
+        linear_forward(acts.query, inp, params.query_weight, params.query_bias, BT, D, HK, pool);
+        double t5 = bench_now();
+        thread_pool_run(pool, (BT + sj.block - 1) / sj.block, subkey_block, &sj);
+        double t6 = bench_now();
+        peer_layer_forward(out, &twin_acts, inp, &twin, &twin_cfg, BT, PEER_MODE_TRAIN,
+                           PEER_SELECT_REUSE, pool);
+        double t7 = bench_now();
+        memset(twin_grad_arena, 0, twin_n_grads * sizeof(float));
+        memset(dinp, 0, act_bytes);
+        peer_sparse_grad_zero(&sparse);
+        double t8 = bench_now();
+        peer_layer_backward(dinp, &twin_grads, &sparse, &twin_acts, dout, inp, &twin, &twin_cfg,
+                            BT, pool);
+        double t9 = bench_now();
+        thread_pool_run(pool, row_tasks, row_read_block, &rj);
+        double t10 = bench_now();
+        thread_pool_run(pool, stream_tasks, stream_read_block, &stream_j);
+        double t11 = bench_now();
+        dense_ffn_forward(out, &dense_acts, inp, &dense, BT, D, F, pool);
+        double t12 = bench_now();
+        memset(dense_grad_arena, 0, dense_count * sizeof(float));
+        memset(dinp, 0, act_bytes);
+        double t13 = bench_now();
+        dense_ffn_backward(dinp, &dense_grads, &dense_acts, dout, inp, &dense, BT, D, F, pool);
+        double t14 = bench_now();
+
+        bench_samples_add(&fwd, t1 - t0);
+        bench_samples_add(&bwd, t3 - t2);
+        bench_samples_add(&reuse, t4 - t3);
+        bench_samples_add(&query, t5 - t4);
+        bench_samples_add(&subkey, t6 - t5);
+        bench_samples_add(&efwd, t7 - t6);
+        bench_samples_add(&ebwd, t9 - t8);
+        bench_samples_add(&row_read, t10 - t9);
+        bench_samples_add(&stream, t11 - t10);
+        bench_samples_add(&dfwd, t12 - t11);
+        bench_samples_add(&dbwd, t14 - t13);
+        bench_samples_add(&retrieval, (t1 - t0) - (t4 - t3));
+        bench_samples_add(&peer_over_dense, ((t12 - t11) + (t14 - t13)) / ((t1 - t0) + (t3 - t2)));
+        bench_samples_add(&efwd_share, (t10 - t9) / (t7 - t6));
+        bench_samples_add(&ebwd_share, (t10 - t9) / (t9 - t8));
     }
 
     /* ---- plain sgemm with OpenBLAS's own threads, last: its idle threads spin for a while
      * after each call and would steal a core from whatever ran next ---- */
+    bench_samples query_blas = { 0 }, subkey_whole = { 0 };
     float *blas_out = bench_alloc((size_t)BT * HK * sizeof(float));
     openblas_set_num_threads(opt.threads);
     for (int r = -1; r < opt.reps; r++) {
@@ -484,70 +428,118 @@ int main(int argc, char **argv)
             bench_samples_add(&subkey_whole, bench_now() - t0);
     }
     openblas_set_num_threads(1);
-    free(sj.scratch);
 
-    /* ---- report the phases ---- */
-    double gb = 1e-9;
-    double row_bytes = (double)BT * per_token * 2 * D * sizeof(float);
-    double limit = row_bytes / bench_samples_median(&row_read[best]);
-    double e_f = bench_samples_median(&efwd), e_b = bench_samples_median(&ebwd);
-    /* Besides the table rows, the backward zero-fills one gradient row pair per distinct expert,
-     * then reads and writes it back while accumulating. */
-    double grad_bytes = 3.0 * touched_rows * 2 * D * sizeof(float);
-    double q_med = bench_samples_median(&query), r_med = bench_samples_median(&reuse);
-    double retrieval = f_med - r_med;
+    /* ---- report ---- */
+    double h = cfg.heads, k = cfg.topk, dk = cfg.d_key;
+    double ma_query = h * D * dk, ma_subkeys = h * n * dk, ma_experts = 2.0 * h * k * D;
+    double add_candidates = h * k * k;
+    double peer_fwd_flops = 2.0 * (ma_query + ma_subkeys + ma_experts) + add_candidates;
+    /* The backward never repeats the sub-key scoring: it runs the query projection twice (input
+     * and weight gradients), the expert rows twice (dot and input gradient, then the sparse
+     * u and v gradients), and the chosen scores back to the query and the sub-keys. */
+    double peer_bwd_flops = 2.0 * (2.0 * ma_query + 2.0 * ma_experts + 2.0 * h * k * dk);
+    double dense_fwd_flops = 2.0 * 2.0 * D * F;
+    double dense_bwd_flops = 2.0 * dense_fwd_flops;
+    double f_med = bench_samples_median(&fwd), b_med = bench_samples_median(&bwd);
+    double df = bench_samples_median(&dfwd), db = bench_samples_median(&dbwd);
+    double gb = 1e-9, mib = 1.0 / (1024.0 * 1024.0);
 
+    printf("PEER layer forward + backward\n");
+    print_samples("forward", &fwd, 1e3, "ms");
+    print_samples("backward", &bwd, 1e3, "ms");
+    printf("  %-44s %10.0f tokens/s\n", "forward + backward", BT / (f_med + b_med));
+    printf("  %-44s %10.2f M fwd, %.2f M bwd\n", "flops per token (2 per multiply-add)",
+           peer_fwd_flops * 1e-6, peer_bwd_flops * 1e-6);
+    printf("  %-44s %10.1f fwd, %.1f bwd, %.1f both\n", "GFLOP/s",
+           gflops(peer_fwd_flops, BT, f_med), gflops(peer_bwd_flops, BT, b_med),
+           gflops(peer_fwd_flops + peer_bwd_flops, BT, f_med + b_med));
+    printf("  %-44s %10d of %d slots\n", "distinct experts touched per batch", touched_rows,
+           BT * per_token);
+    peer_memory estimate;
+    peer_layer_memory_estimate(&cfg, BT, &estimate);
+    printf("  %-44s %10.0f MiB (process before the layer %.0f MiB)\n",
+           "peak RSS with gradients and activations", rss_peer, rss_start);
+    printf("  %-44s %10.0f MiB (params %.0f, grads %.0f, activations %.0f; optimiser %.0f not "
+           "allocated here)\n\n",
+           "engine estimate without optimiser",
+           (estimate.params + estimate.grads + estimate.activations) * mib, estimate.params * mib,
+           estimate.grads * mib, estimate.activations * mib, estimate.optimizer * mib);
+
+    printf("dense FFN, hidden %d, same tokens\n", F);
+    print_samples("forward", &dfwd, 1e3, "ms");
+    print_samples("backward", &dbwd, 1e3, "ms");
+    printf("  %-44s %10.0f tokens/s\n", "forward + backward", BT / (df + db));
+    printf("  %-44s %10.2f M fwd, %.2f M bwd\n", "flops per token (2 per multiply-add)",
+           dense_fwd_flops * 1e-6, dense_bwd_flops * 1e-6);
+    printf("  %-44s %10.1f fwd, %.1f bwd, %.1f both\n", "GFLOP/s", gflops(dense_fwd_flops, BT, df),
+           gflops(dense_bwd_flops, BT, db),
+           gflops(dense_fwd_flops + dense_bwd_flops, BT, df + db));
+    print_ratio("PEER tokens/s over dense tokens/s", &peer_over_dense, 1.0, "");
+    printf("\n");
+
+    double q_med = bench_samples_median(&query);
     printf("query projection (BT, D) · (HK, D)ᵀ = %d × %d × %d\n", BT, HK, D);
-    print_samples("linear_forward", &query, 1e3, "ms");
+    print_samples("linear_forward (pool, 64-token blocks)", &query, 1e3, "ms");
     print_samples("cblas_sgemm, OpenBLAS threads", &query_blas, 1e3, "ms");
     printf("  %-44s %10.1f vs %.1f GFLOP/s (%.0f%%)\n\n", "GFLOP/s",
            gflops(2.0 * ma_query, BT, q_med),
            gflops(2.0 * ma_query, BT, bench_samples_median(&query_blas)),
            100.0 * bench_samples_median(&query_blas) / q_med);
 
+    double ret_med = bench_samples_median(&retrieval);
     printf("retrieval: sub-key scores %d × (%d × %d × %d), two top-k of %d, %d candidates, "
            "per head\n", 2 * cfg.heads, BT, n, cfg.d_key / 2, n, cfg.topk * cfg.topk);
-    print_samples("forward RETRIEVE (as above)", &fwd, 1e3, "ms");
     print_samples("forward REUSE", &reuse, 1e3, "ms");
-    printf("  %-44s %10.3f ms\n", "retrieval = RETRIEVE - REUSE", 1e3 * retrieval);
-    print_samples("sub-key sgemm alone, engine blocks", &subkey, 1e3, "ms");
-    print_samples("sub-key sgemm alone, whole batch", &subkey_whole, 1e3, "ms");
+    print_samples("retrieval = RETRIEVE - REUSE, per round", &retrieval, 1e3, "ms");
+    print_samples("sub-key sgemm alone, engine blocks, pool", &subkey, 1e3, "ms");
+    print_samples("sub-key sgemm alone, whole batch, OpenBLAS", &subkey_whole, 1e3, "ms");
     printf("  %-44s %10.1f GFLOP/s over the sub-key multiply-adds\n", "retrieval",
-           gflops(2.0 * ma_subkeys, BT, retrieval));
+           gflops(2.0 * ma_subkeys, BT, ret_med));
     printf("  %-44s %10.1f GFLOP/s\n", "sgemm alone, engine blocks",
            gflops(2.0 * ma_subkeys, BT, bench_samples_median(&subkey)));
     printf("  %-44s %10.1f GFLOP/s\n\n", "sgemm alone, whole batch",
            gflops(2.0 * ma_subkeys, BT, bench_samples_median(&subkey_whole)));
 
+    double row_bytes = (double)BT * per_token * 2 * D * sizeof(float);
+    /* Besides the table rows, the backward zero-fills one gradient row pair per distinct expert,
+     * then reads and writes it back while accumulating. */
+    double grad_bytes = 3.0 * touched_rows * 2 * D * sizeof(float);
+    double e_f = bench_samples_median(&efwd), e_b = bench_samples_median(&ebwd);
+    double rr = bench_samples_median(&row_read);
     printf("experts: %d rows of u and %d of v per token, %.0f KiB per token, %.2f GB per batch\n",
            per_token, per_token, 2.0 * per_token * D * sizeof(float) / 1024.0, row_bytes * gb);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_DISTANCES; i++) {
         char label[64];
         snprintf(label, sizeof label, "row read, prefetch %d slots ahead", distances[i]);
-        print_samples(label, &row_read[i], 1e3, "ms");
+        printf("  %-44s %10.3f ms (best of 3)\n", label, 1e3 * distance_time[i]);
     }
-    printf("  %-44s %10.2f GB/s\n", "row-read limit (best of the above)", limit * gb);
+    print_samples("row read (the rounds use the best distance)", &row_read, 1e3, "ms");
+    printf("  %-44s %10.2f GB/s\n", "row-read limit", row_bytes / rr * gb);
     printf("  %-44s %10.2f GB/s\n", "sequential read of both tables",
            2.0 * cfg.n_experts * D * sizeof(float) / bench_samples_median(&stream) * gb);
     print_samples("expert forward (twin layer, REUSE)", &efwd, 1e3, "ms");
     print_samples("expert backward (twin layer)", &ebwd, 1e3, "ms");
-    printf("  %-44s %10.2f GB/s = %.0f%% of the limit\n", "expert forward, table rows",
-           row_bytes / e_f * gb, 100.0 * row_bytes / e_f / limit);
-    printf("  %-44s %10.2f GB/s = %.0f%% of the limit\n", "expert backward, table rows",
-           row_bytes / e_b * gb, 100.0 * row_bytes / e_b / limit);
+    printf("  %-44s %10.2f GB/s\n", "expert forward, table rows", row_bytes / e_f * gb);
+    print_ratio("  of the row-read limit, per round", &efwd_share, 100.0, "%");
+    printf("  %-44s %10.2f GB/s\n", "expert backward, table rows", row_bytes / e_b * gb);
+    print_ratio("  of the row-read limit, per round", &ebwd_share, 100.0, "%");
     printf("  %-44s %10.2f GB/s (+ %.2f GB of gradient rows)\n",
            "expert backward, table + gradient rows", (row_bytes + grad_bytes) / e_b * gb,
            grad_bytes * gb);
     printf("\nforward breakdown (ms): query %.1f, retrieval %.1f, experts %.1f, rest %.1f, "
            "total %.1f\n",
-           1e3 * q_med, 1e3 * retrieval, 1e3 * e_f, 1e3 * (f_med - q_med - retrieval - e_f),
+           1e3 * q_med, 1e3 * ret_med, 1e3 * e_f, 1e3 * (f_med - q_med - ret_med - e_f),
            1e3 * f_med);
     printf("backward breakdown (ms): experts and sparse gradient %.1f, rest %.1f, total %.1f\n",
            1e3 * e_b, 1e3 * (b_med - e_b), 1e3 * b_med);
 
+    free(sj.scratch);
     peer_layer_acts_free(&twin_acts);
     free(twin_grad_arena);
     twin_params_free(&twin);
+    dense_ffn_acts_free(&dense_acts);
+    free(dense_grad_arena);
+    free(dense_arena);
     free(dout);
     free(dinp);
     free(out);

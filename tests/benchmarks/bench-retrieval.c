@@ -20,14 +20,12 @@
 #include "peer-layer.h"
 #include "thread-pool.h"
 
-#define BRUTE_MIN_SECONDS 0.25
-
 typedef struct {
     bench_int_list sides;
     int tokens;
     int brute_tokens;
     int reps;
-    int brute_reps;
+    int brute_min_ms;
     int threads;
     int d_model;
     int heads;
@@ -153,7 +151,10 @@ typedef struct {
     double pk_spread;
     double brute;       /* seconds per token */
     double brute_spread;
-    double sgemm_share; /* of the brute-force thread time */
+    double ratio;           /* median over rounds of brute / forward, per token */
+    double ratio_min;
+    double ratio_retrieval; /* median over rounds of brute / (forward - reuse) */
+    double sgemm_share;     /* of the brute-force thread time */
     int agree, compared;
 } retrieval_result;
 
@@ -191,27 +192,10 @@ static void run_side(const retrieval_options *opt, int side, thread_pool *pool,
     float *out = bench_alloc((size_t)BT * cfg.d_model * sizeof(float));
     peer_rng_fill_normal(&rng, inp, (size_t)BT * cfg.d_model, 1.0f);
 
-    bench_samples fwd = { 0 }, reuse = { 0 };
     peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_EVAL, PEER_SELECT_RETRIEVE,
                        pool);
-    for (int r = 0; r < opt->reps; r++) {
-        double t0 = bench_now();
-        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_EVAL,
-                           PEER_SELECT_RETRIEVE, pool);
-        bench_samples_add(&fwd, bench_now() - t0);
-    }
-    for (int r = 0; r < opt->reps; r++) {
-        double t0 = bench_now();
-        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_EVAL, PEER_SELECT_REUSE,
-                           pool);
-        bench_samples_add(&reuse, bench_now() - t0);
-    }
-    res->side = side;
-    res->pk_forward = bench_samples_median(&fwd) / BT;
-    res->pk_reuse = bench_samples_median(&reuse) / BT;
-    res->pk_spread = bench_samples_spread(&fwd);
 
-    /* Brute force on the first B tokens of the same batch, one head at a time so only one
+    /* Brute force runs on the first B tokens of the same batch, one head at a time so only one
      * group's (N, dk) key matrix is resident. */
     int threads = thread_pool_get_threads(pool);
     float *full = bench_alloc((size_t)N * cfg.d_key * sizeof(float));
@@ -224,47 +208,70 @@ static void run_side(const retrieval_options *opt, int side, thread_pool *pool,
     job.chunk_count = bench_alloc((size_t)chunks * B * sizeof(int));
     int32_t *chosen = bench_alloc((size_t)B * cfg.topk * sizeof(int32_t));
 
-    double brute_total = 0.0, spread = 0.0, sgemm_time = 0.0, select_time = 0.0;
+    /* Every round times both sides, so a burst of load from elsewhere on a shared machine lands
+     * in one round's ratio instead of favouring one side; the medians are over rounds. */
+    bench_samples fwd = { 0 }, reuse = { 0 }, brute = { 0 }, ratio = { 0 }, ratio_retrieval = { 0 };
+    double sgemm_time = 0.0, select_time = 0.0;
     int built_group = -1;
     res->agree = res->compared = 0;
-    for (int j = 0; j < cfg.heads; j++) {
-        int group = cfg.shared_keys ? 0 : j;
-        if (group != built_group) {
-            materialise_job mj = { .keys = params.keys, .full = full, .group = group,
-                                   .n = side, .half = cfg.d_key / 2 };
-            thread_pool_run(pool, side, materialise_rows, &mj);
-            built_group = group;
-        }
-        job.query = acts.query_normed + (size_t)j * cfg.d_key;
-        /* Small N finishes a head in a millisecond or two: repeat until the head has had a
-         * fair share of wall time, so one preempted run cannot move the median. */
-        bench_samples head = { 0 };
-        double spent = 0.0;
-        while (head.count < opt->brute_reps ||
-               (spent < BRUTE_MIN_SECONDS && head.count < BENCH_MAX_SAMPLES)) {
+    for (int r = 0; r < opt->reps; r++) {
+        double t0 = bench_now();
+        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_EVAL,
+                           PEER_SELECT_RETRIEVE, pool);
+        double t1 = bench_now();
+        peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_EVAL, PEER_SELECT_REUSE,
+                           pool);
+        double t2 = bench_now();
+        bench_samples_add(&fwd, t1 - t0);
+        bench_samples_add(&reuse, t2 - t1);
+
+        double brute_round = 0.0;
+        for (int j = 0; j < cfg.heads; j++) {
+            int group = cfg.shared_keys ? 0 : j;
+            if (group != built_group) {
+                materialise_job mj = { .keys = params.keys, .full = full, .group = group,
+                                       .n = side, .half = cfg.d_key / 2 };
+                thread_pool_run(pool, side, materialise_rows, &mj);
+                built_group = group;
+            }
+            job.query = acts.query_normed + (size_t)j * cfg.d_key;
             memset(job.sgemm_seconds, 0, sizeof job.sgemm_seconds);
             memset(job.select_seconds, 0, sizeof job.select_seconds);
-            double t0 = bench_now();
-            brute_force_head(&job, pool, chosen);
-            double took = bench_now() - t0;
-            bench_samples_add(&head, took);
-            spent += took;
+            /* A small N finishes a head in a millisecond: repeat it for a measurable time. */
+            int runs = 0;
+            double spent = 0.0;
+            do {
+                double h0 = bench_now();
+                brute_force_head(&job, pool, chosen);
+                spent += bench_now() - h0;
+                runs++;
+            } while (spent < 1e-3 * opt->brute_min_ms && runs < 1000);
+            brute_round += spent / runs;
+            for (int t = 0; t < threads; t++) {
+                sgemm_time += job.sgemm_seconds[t];
+                select_time += job.select_seconds[t];
+            }
+            if (r == 0) {
+                for (int t = 0; t < B; t++) {
+                    const int32_t *pk = acts.expert + ((size_t)t * cfg.heads + j) * cfg.topk;
+                    res->agree += same_set(pk, chosen + (size_t)t * cfg.topk, cfg.topk);
+                    res->compared++;
+                }
+            }
         }
-        for (int t = 0; t < threads; t++) {
-            sgemm_time += job.sgemm_seconds[t];
-            select_time += job.select_seconds[t];
-        }
-        brute_total += bench_samples_median(&head);
-        double s = bench_samples_spread(&head);
-        spread = s > spread ? s : spread;
-        for (int t = 0; t < B; t++) {
-            const int32_t *pk = acts.expert + ((size_t)t * cfg.heads + j) * cfg.topk;
-            res->agree += same_set(pk, chosen + (size_t)t * cfg.topk, cfg.topk);
-            res->compared++;
-        }
+        bench_samples_add(&brute, brute_round);
+        bench_samples_add(&ratio, (brute_round / B) / ((t1 - t0) / BT));
+        bench_samples_add(&ratio_retrieval, (brute_round / B) / ((t1 - t0 - (t2 - t1)) / BT));
     }
-    res->brute = brute_total / B;
-    res->brute_spread = spread;
+    res->side = side;
+    res->pk_forward = bench_samples_median(&fwd) / BT;
+    res->pk_reuse = bench_samples_median(&reuse) / BT;
+    res->pk_spread = bench_samples_spread(&fwd);
+    res->brute = bench_samples_median(&brute) / B;
+    res->brute_spread = bench_samples_spread(&brute);
+    res->ratio = bench_samples_median(&ratio);
+    res->ratio_min = bench_samples_min(&ratio);
+    res->ratio_retrieval = bench_samples_median(&ratio_retrieval);
     res->sgemm_share = sgemm_time / (sgemm_time + select_time);
 
     free(chosen);
@@ -283,16 +290,16 @@ int main(int argc, char **argv)
 {
     retrieval_options opt = {
         .sides = { .count = 4, .value = { 128, 256, 512, 1024 } },
-        .tokens = 4096, .brute_tokens = 32, .reps = 5, .brute_reps = 3, .threads = 2,
+        .tokens = 4096, .brute_tokens = 32, .reps = 5, .brute_min_ms = 50, .threads = 2,
         .d_model = 8, .heads = 8, .topk = 16, .d_key = 128, .chunk = 16384,
     };
     const bench_option options[] = {
         { "sides", BENCH_OPTION_LIST, &opt.sides, "sub-keys per side n; N = n²" },
         { "tokens", BENCH_OPTION_INT, &opt.tokens, "tokens per product-key forward" },
         { "brute-tokens", BENCH_OPTION_INT, &opt.brute_tokens, "tokens scored by brute force" },
-        { "reps", BENCH_OPTION_INT, &opt.reps, "timed product-key forwards" },
-        { "brute-reps", BENCH_OPTION_INT, &opt.brute_reps,
-          "least timed brute-force runs per head (more until 0.25 s)" },
+        { "reps", BENCH_OPTION_INT, &opt.reps, "timed rounds, each timing both sides" },
+        { "brute-min-ms", BENCH_OPTION_INT, &opt.brute_min_ms,
+          "brute force repeats each head in a round for at least this long" },
         { "threads", BENCH_OPTION_INT, &opt.threads, "worker threads" },
         { "d-model", BENCH_OPTION_INT, &opt.d_model, "D, kept tiny so experts cost nothing" },
         { "heads", BENCH_OPTION_INT, &opt.heads, "h" },
@@ -304,7 +311,7 @@ int main(int argc, char **argv)
     if (!bench_parse_options(argc, argv, options, sizeof options / sizeof options[0],
                              "Per-token retrieval time, product keys against brute force."))
         return 2;
-    if (opt.reps > BENCH_MAX_SAMPLES || opt.brute_reps > BENCH_MAX_SAMPLES || opt.topk > 1024) {
+    if (opt.reps > BENCH_MAX_SAMPLES || opt.topk > 1024) {
         fprintf(stderr, "bench-retrieval: at most %d reps and topk <= 1024\n", BENCH_MAX_SAMPLES);
         return 2;
     }
@@ -319,22 +326,21 @@ int main(int argc, char **argv)
     printf("retrieval: h = %d, k = %d, dk = %d, %s keys, D = %d, query_norm none, %d threads\n",
            opt.heads, opt.topk, opt.d_key, opt.shared_keys ? "shared" : "per-head", opt.d_model,
            opt.threads);
-    printf("product keys: forward of %d tokens, median of %d; brute force: %d tokens, median of "
-           ">= %d per head\n\n",
-           opt.tokens, opt.reps, opt.brute_tokens, opt.brute_reps);
+    printf("product keys: forward of %d tokens; brute force: %d tokens, each head for >= %d ms; "
+           "median of %d rounds\n\n",
+           opt.tokens, opt.brute_tokens, opt.brute_min_ms, opt.reps);
     printf("| N | product-key forward µs/token | retrieval only µs/token | brute force µs/token "
-           "| brute / forward | brute / retrieval | sgemm share of brute | same top-k |\n");
+           "| brute / forward | brute / retrieval only | sgemm share of brute | same top-k |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < opt.sides.count; i++) {
         retrieval_result res;
         run_side(&opt, opt.sides.value[i], pool, &res);
-        double retrieval = res.pk_forward - res.pk_reuse;
-        printf("| %d² = %d | %.2f (±%.0f%%) | %.2f | %.0f (±%.0f%%) | %.0f× | %.0f× | %.0f%% "
-               "| %d/%d |\n",
+        printf("| %d² = %d | %.1f (±%.0f%%) | %.1f | %.0f (±%.0f%%) | %.0f× (min %.0f×) | %.0f× "
+               "| %.0f%% | %d/%d |\n",
                res.side, res.side * res.side, 1e6 * res.pk_forward, 50.0 * res.pk_spread,
-               1e6 * retrieval, 1e6 * res.brute, 50.0 * res.brute_spread,
-               res.brute / res.pk_forward, retrieval > 0 ? res.brute / retrieval : 0.0,
-               100.0 * res.sgemm_share, res.agree, res.compared);
+               1e6 * (res.pk_forward - res.pk_reuse), 1e6 * res.brute, 50.0 * res.brute_spread,
+               res.ratio, res.ratio_min, res.ratio_retrieval, 100.0 * res.sgemm_share, res.agree,
+               res.compared);
         fflush(stdout);
     }
     printf("\npeak RSS %.0f MiB\n", bench_peak_rss_mib());

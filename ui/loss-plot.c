@@ -230,6 +230,39 @@ static void peer_loss_plot_measure(GtkWidget *widget, GtkOrientation orientation
     *natural = horizontal ? NATURAL_WIDTH : NATURAL_HEIGHT;
 }
 
+/* The plot rasterised once per change of data, size or style, as a texture: a cairo node would
+ * be replayed on every frame that redraws the widget, thousands of segments each time. */
+static GskRenderNode *render_plot_texture(PeerLossPlot *self, int width, int height,
+                                          const graphene_rect_t *bounds)
+{
+    int scale = gtk_widget_get_scale_factor(GTK_WIDGET(self));
+    cairo_surface_t *surface =
+        cairo_image_surface_create(CAIRO_FORMAT_ARGB32, width * scale, height * scale);
+    if (cairo_surface_status(surface) != CAIRO_STATUS_SUCCESS) {
+        cairo_surface_destroy(surface);
+        return NULL;
+    }
+    cairo_surface_set_device_scale(surface, scale, scale);
+    cairo_t *cr = cairo_create(surface);
+    loss_plot_render(cr, width, height, &self->model, &self->style, &self->layout);
+    cairo_destroy(cr);
+    cairo_surface_flush(surface);
+
+    /* Cairo's ARGB32 is premultiplied B, G, R, A in memory on little-endian machines, which is
+     * GDK_MEMORY_DEFAULT. */
+    GBytes *bytes = g_bytes_new_with_free_func(
+        cairo_image_surface_get_data(surface),
+        (gsize)cairo_image_surface_get_stride(surface) * (gsize)(height * scale),
+        (GDestroyNotify)cairo_surface_destroy, surface);
+    GdkTexture *texture = gdk_memory_texture_new(width * scale, height * scale,
+                                                 GDK_MEMORY_DEFAULT, bytes,
+                                                 (gsize)cairo_image_surface_get_stride(surface));
+    g_bytes_unref(bytes);
+    GskRenderNode *node = gsk_texture_node_new(texture, bounds);
+    g_object_unref(texture);
+    return node;
+}
+
 static void peer_loss_plot_snapshot(GtkWidget *widget, GtkSnapshot *snapshot)
 {
     PeerLossPlot *self = PEER_LOSS_PLOT(widget);
@@ -243,11 +276,7 @@ static void peer_loss_plot_snapshot(GtkWidget *widget, GtkSnapshot *snapshot)
     graphene_rect_t bounds = GRAPHENE_RECT_INIT(0.0f, 0.0f, (float)width, (float)height);
     if (!self->plot_node || self->node_width != width || self->node_height != height) {
         g_clear_pointer(&self->plot_node, gsk_render_node_unref);
-        GtkSnapshot *plot = gtk_snapshot_new();
-        cairo_t *cr = gtk_snapshot_append_cairo(plot, &bounds);
-        loss_plot_render(cr, width, height, &self->model, &self->style, &self->layout);
-        cairo_destroy(cr);
-        self->plot_node = gtk_snapshot_free_to_node(plot);
+        self->plot_node = render_plot_texture(self, width, height, &bounds);
         self->node_width = width;
         self->node_height = height;
     }

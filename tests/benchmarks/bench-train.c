@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,6 +73,17 @@ static double step_times_median(step_times *t)
     qsort(t->seconds, (size_t)t->count, sizeof(double), compare_double);
     int mid = t->count / 2;
     return t->count % 2 ? t->seconds[mid] : 0.5 * (t->seconds[mid - 1] + t->seconds[mid]);
+}
+
+/* User plus system time of this process, seconds: beside the wall time it shows whether the
+ * threads had the cores to themselves (cpu / wall close to the thread count) or waited. */
+static double cpu_seconds(void)
+{
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0)
+        return 0.0;
+    return (double)usage.ru_utime.tv_sec + 1e-6 * (double)usage.ru_utime.tv_usec +
+           (double)usage.ru_stime.tv_sec + 1e-6 * (double)usage.ru_stime.tv_usec;
 }
 
 static char *read_file(const char *path, size_t limit)
@@ -219,7 +231,7 @@ static void bench_run(const char *run_path, const char *corpus_path, const train
     fflush(stdout);
 
     step_times times = { 0 };
-    double timed_seconds = 0.0, timed_flops = 0.0, timed_tokens = 0.0;
+    double timed_seconds = 0.0, timed_flops = 0.0, timed_tokens = 0.0, timed_cpu = 0.0;
     double first_loss = 0.0;
     double train_seconds = 0.0;
     double next_report = opt->report_seconds;
@@ -227,15 +239,18 @@ static void bench_run(const char *run_path, const char *corpus_path, const train
         if (opt->seconds ? train_seconds >= opt->seconds : step >= opt->steps)
             break;
         double flops0 = tr.flops, tokens0 = tr.tokens;
+        double c0 = cpu_seconds();
         double s0 = bench_now();
         die_on(trainer_step(&tr, pool, &err), name, &err);
         double dt = bench_now() - s0;
+        double dcpu = cpu_seconds() - c0;
         train_seconds += dt;
         if (step == 0)
             first_loss = tr.last_loss;
         if (step >= opt->warmup) {
             step_times_add(&times, dt);
             timed_seconds += dt;
+            timed_cpu += dcpu;
             timed_flops += tr.flops - flops0;
             timed_tokens += tr.tokens - tokens0;
         }
@@ -254,19 +269,22 @@ static void bench_run(const char *run_path, const char *corpus_path, const train
     double slowest = timed_steps ? times.seconds[timed_steps - 1] : 0.0;
     double tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0.0;
     double gflops = timed_seconds > 0 ? timed_flops / timed_seconds * 1e-9 : 0.0;
-    printf("  %d steps timed after %d warm-up: %.1f ms a step (median; min %.1f, max %.1f)\n",
-           timed_steps, opt->warmup, 1e3 * median, 1e3 * fastest, 1e3 * slowest);
+    double cpu_per_wall = timed_seconds > 0 ? timed_cpu / timed_seconds : 0.0;
+    printf("  %d steps timed after %d warm-up: %.1f ms a step (median; min %.1f, max %.1f), "
+           "%.2f CPU s per wall s\n",
+           timed_steps, opt->warmup, 1e3 * median, 1e3 * fastest, 1e3 * slowest, cpu_per_wall);
     printf("  %.0f tokens/s, %.2f GFLOP/s; loss %.3f → %.3f; peak RSS %.0f MiB\n", tokens_per_s,
            gflops, first_loss, tr.last_loss, rss_peak);
     printf("RESULT {\"config\": \"%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, "
            "\"params\": %.0f, \"expert_params\": %.0f, \"init_s\": %.3f, \"steps\": %ld, "
            "\"timed_steps\": %d, \"step_ms_median\": %.2f, \"step_ms_min\": %.2f, "
-           "\"step_ms_max\": %.2f, \"tokens_per_s\": %.0f, \"gflops\": %.3f, "
+           "\"step_ms_max\": %.2f, \"cpu_per_wall\": %.3f, \"tokens_per_s\": %.0f, "
+           "\"gflops\": %.3f, "
            "\"train_flops_per_token\": %.0f, \"loss_first\": %.4f, \"loss_last\": %.4f, "
            "\"rss_before_mib\": %.0f, \"rss_init_mib\": %.0f, \"rss_peak_mib\": %.0f}\n",
            name, opt->threads, B, T, params, experts, init_seconds, tr.step, timed_steps,
-           1e3 * median, 1e3 * fastest, 1e3 * slowest, tokens_per_s, gflops, flops_per_token,
-           first_loss, tr.last_loss, rss_before, rss_init, rss_peak);
+           1e3 * median, 1e3 * fastest, 1e3 * slowest, cpu_per_wall, tokens_per_s, gflops,
+           flops_per_token, first_loss, tr.last_loss, rss_before, rss_init, rss_peak);
     fflush(stdout);
 
     free(times.seconds);
@@ -298,14 +316,14 @@ int main(int argc, char **argv)
         { "warmup", BENCH_OPTION_INT, &opt.warmup, "first steps left out of the timings" },
         { "threads", BENCH_OPTION_INT, &opt.threads, "worker threads" },
         { "seconds", BENCH_OPTION_INT, &opt.seconds,
-          "train for this much wall time instead of --steps, then evaluate and sample" },
+          "if set, train for this much wall time instead of --steps, evaluating and sampling" },
         { "report-seconds", BENCH_OPTION_INT, &opt.report_seconds,
           "with --seconds: evaluate and sample this often (not counted as training time)" },
         { "sample-bytes", BENCH_OPTION_INT, &opt.sample_bytes, "bytes of text sampled" },
         { "eval-windows", BENCH_OPTION_INT, &opt.eval_windows,
-          "validation windows per evaluation (default: the run file's)" },
+          "validation windows per evaluation, if set; else the run file's" },
         { "run-steps", BENCH_OPTION_INT, &opt.run_steps,
-          "length of the learning-rate schedule (default: the run file's)" },
+          "length of the learning-rate schedule, if set; else the run file's" },
     };
     int n_options = sizeof options / sizeof options[0];
     const char *summary =

@@ -107,8 +107,10 @@ class Block(nn.Module):
         if layer["ffn"] == "dense":
             self.ffn = DenseFFN(D, layer["d_ff"])
         elif layer["ffn"] == "peer":
-            if layer["shared_keys"] or layer["query_norm"] != "batch" or layer["activation"] != "gelu":
-                raise SystemExit("torch-train: only per-head keys, batch norm and gelu are written here")
+            if (layer["shared_keys"] or layer["query_norm"] != "batch"
+                    or layer["activation"] != "gelu"):
+                raise SystemExit("torch-train: only per-head keys, batch norm and gelu are "
+                                 "written here")
             self.ffn = PEER(D, layer["n_experts"], layer["heads"], layer["topk"], layer["d_key"])
         else:
             raise SystemExit(f"torch-train: ffn {layer['ffn']!r} is not written here")
@@ -205,9 +207,10 @@ def main():
           f"B {B} x T {T}; initialisation {init_s:.2f} s", flush=True)
 
     offsets = torch.arange(T + 1)
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     model.train()
     for step in range(args.steps):
+        c0 = time.process_time()
         s0 = time.perf_counter()
         starts = torch.randint(0, len(train) - T - 1, (B,))
         window = train[starts.unsqueeze(1) + offsets]
@@ -236,13 +239,16 @@ def main():
         dt = time.perf_counter() - s0
         if step >= args.warmup:
             times.append(dt)
+            cpu_times.append(time.process_time() - c0)
 
     total = sum(times)
     tokens_per_s = B * T * len(times) / total
     median = statistics.median(times)
+    cpu_per_wall = sum(cpu_times) / total
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"  {len(times)} steps timed after {args.warmup} warm-up: {1e3 * median:.1f} ms a step "
-          f"(median; min {1e3 * min(times):.1f}, max {1e3 * max(times):.1f})")
+          f"(median; min {1e3 * min(times):.1f}, max {1e3 * max(times):.1f}), "
+          f"{cpu_per_wall:.2f} CPU s per wall s")
     print(f"  {tokens_per_s:.0f} tokens/s; loss {losses[0]:.3f} -> {losses[-1]:.3f}; "
           f"peak RSS {peak_mib:.0f} MiB")
     print("RESULT " + json.dumps({
@@ -251,6 +257,7 @@ def main():
         "expert_params": n_experts, "init_s": round(init_s, 3), "steps": args.steps,
         "timed_steps": len(times), "step_ms_median": round(1e3 * median, 2),
         "step_ms_min": round(1e3 * min(times), 2), "step_ms_max": round(1e3 * max(times), 2),
+        "cpu_per_wall": round(cpu_per_wall, 3),
         "tokens_per_s": round(tokens_per_s), "loss_first": round(losses[0], 4),
         "loss_last": round(losses[-1], 4), "rss_peak_mib": round(peak_mib)}), flush=True)
 

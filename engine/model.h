@@ -135,7 +135,9 @@ void peer_model_backward(peer_model *model, const uint8_t *tokens, const uint8_t
                          thread_pool *pool);
 
 /* Floating-point operations of one token's forward at context T (two per multiply-add), with
- * retrieval; training counts three times this (backward ≈ 2 × forward). */
+ * retrieval. The trainer counts a training step as three forwards, the usual convention for
+ * comparing runs at equal compute; for PEER blocks the true backward is lighter, since it never
+ * repeats the sub-key scoring. */
 double peer_model_forward_flops_per_token(const model_config *cfg, int T);
 
 /* For PEER and PKM blocks: the block's expert statistics accumulate the last forward's

@@ -171,7 +171,8 @@ void peer_layer_backward(float *dinp, peer_layer_params *grads, peer_sparse_grad
                          thread_pool *pool);
 
 /* Floating-point operations of one token's forward, two per multiply-add, by PEER.md's formulas
- * (query, sub-key scores, candidate sums, experts); backward is about twice that. */
+ * (query, sub-key scores, candidate sums, experts). The backward never repeats the sub-key
+ * scoring, so at large n it costs less than the forward (docs/BENCHMARKS.md, section 2). */
 double peer_layer_forward_flops_per_token(const peer_layer_config *cfg);
 
 /* ---- memory ---------------------------------------------------------------------------------- */

@@ -38,6 +38,7 @@ typedef struct {
     int sample_bytes;
     int eval_windows;   /* 0: the run file's */
     int run_steps;      /* 0: the run file's schedule length */
+    bool per_step;      /* a line for every step */
 } train_options;
 
 typedef struct {
@@ -75,15 +76,34 @@ static double step_times_median(step_times *t)
     return t->count % 2 ? t->seconds[mid] : 0.5 * (t->seconds[mid - 1] + t->seconds[mid]);
 }
 
-/* User plus system time of this process, seconds: beside the wall time it shows whether the
- * threads had the cores to themselves (cpu / wall close to the thread count) or waited. */
-static double cpu_seconds(void)
+typedef struct {
+    double user, system; /* seconds */
+    long minor_faults;
+} cpu_usage;
+
+/* CPU time of this process: beside the wall time it shows whether the threads had the cores to
+ * themselves (cpu / wall close to the thread count) or waited; system time and minor faults
+ * show first touches of fresh memory. */
+static cpu_usage cpu_usage_now(void)
 {
     struct rusage usage;
+    cpu_usage out = { 0 };
     if (getrusage(RUSAGE_SELF, &usage) != 0)
-        return 0.0;
-    return (double)usage.ru_utime.tv_sec + 1e-6 * (double)usage.ru_utime.tv_usec +
-           (double)usage.ru_stime.tv_sec + 1e-6 * (double)usage.ru_stime.tv_usec;
+        return out;
+    out.user = (double)usage.ru_utime.tv_sec + 1e-6 * (double)usage.ru_utime.tv_usec;
+    out.system = (double)usage.ru_stime.tv_sec + 1e-6 * (double)usage.ru_stime.tv_usec;
+    out.minor_faults = usage.ru_minflt;
+    return out;
+}
+
+/* Distinct expert rows the last backward touched, over all PEER and PKM blocks. */
+static long touched_rows(const peer_model *model)
+{
+    long rows = 0;
+    for (int l = 0; l < model->cfg.n_layers; l++)
+        if (model->cfg.layers[l].kind == FFN_PEER || model->cfg.layers[l].kind == FFN_PKM)
+            rows += model->sparse[l].n_rows;
+    return rows;
 }
 
 static char *read_file(const char *path, size_t limit)
@@ -178,6 +198,13 @@ static void report_progress(const char *name, trainer *tr, double train_seconds,
            "(%.3f bits/byte) over %ld bytes; evaluated in %.1f s, sampled in %.1f s\n",
            name, train_seconds, tr->step, tr->last_loss, eval.loss, eval.bits_per_byte,
            eval.tokens, eval_seconds, sample_seconds);
+    for (int l = 0; l < tr->model->cfg.n_layers; l++) {
+        ffn_kind kind = tr->model->cfg.layers[l].kind;
+        if (kind == FFN_PEER || kind == FFN_PKM)
+            printf("  block %d (%s): expert usage %.1f%%, unevenness %.3f, %lld dead\n", l,
+                   ffn_kind_name(kind), 100.0 * eval.usage[l].usage, eval.usage[l].unevenness,
+                   (long long)eval.usage[l].dead);
+    }
     printf("  sample (temperature %.1f): " SAMPLE_PROMPT "%.*s\n", (double)ss.temperature,
            opt->sample_bytes, (const char *)sample);
     printf("PROGRESS {\"config\": \"%s\", \"train_seconds\": %.1f, \"step\": %ld, "
@@ -239,11 +266,17 @@ static void bench_run(const char *run_path, const char *corpus_path, const train
         if (opt->seconds ? train_seconds >= opt->seconds : step >= opt->steps)
             break;
         double flops0 = tr.flops, tokens0 = tr.tokens;
-        double c0 = cpu_seconds();
+        cpu_usage c0 = cpu_usage_now();
         double s0 = bench_now();
         die_on(trainer_step(&tr, pool, &err), name, &err);
         double dt = bench_now() - s0;
-        double dcpu = cpu_seconds() - c0;
+        cpu_usage c1 = cpu_usage_now();
+        double dcpu = (c1.user - c0.user) + (c1.system - c0.system);
+        if (opt->per_step)
+            printf("  step %ld: %.1f ms, user %.1f ms, system %.1f ms, %ld minor faults, "
+                   "%ld expert rows touched, loss %.4f\n",
+                   step + 1, 1e3 * dt, 1e3 * (c1.user - c0.user), 1e3 * (c1.system - c0.system),
+                   c1.minor_faults - c0.minor_faults, touched_rows(tr.model), tr.last_loss);
         train_seconds += dt;
         if (step == 0)
             first_loss = tr.last_loss;
@@ -309,7 +342,7 @@ int main(int argc, char **argv)
 {
     train_options opt = {
         .steps = 30, .warmup = 3, .threads = 2, .seconds = 0, .report_seconds = 60,
-        .sample_bytes = 200, .eval_windows = 0, .run_steps = 0,
+        .sample_bytes = 200, .eval_windows = 0, .run_steps = 0, .per_step = false,
     };
     const bench_option options[] = {
         { "steps", BENCH_OPTION_INT, &opt.steps, "training steps, warm-up included" },
@@ -324,6 +357,8 @@ int main(int argc, char **argv)
           "validation windows per evaluation, if set; else the run file's" },
         { "run-steps", BENCH_OPTION_INT, &opt.run_steps,
           "length of the learning-rate schedule, if set; else the run file's" },
+        { "per-step", BENCH_OPTION_FLAG, &opt.per_step,
+          "a line for every step: times, faults, expert rows touched" },
     };
     int n_options = sizeof options / sizeof options[0];
     const char *summary =

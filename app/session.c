@@ -16,13 +16,28 @@ typedef enum {
     COMMAND_EVALUATE,
     COMMAND_SAVE,
     COMMAND_SAMPLE,
+    COMMAND_INSPECT,
 } CommandKind;
+
+/* An inspection travels main → worker as a command and back through the inspection outbox. */
+typedef struct {
+    PeerInspectFunc func;
+    gpointer data;
+    GDestroyNotify data_free;
+    GDestroyNotify result_free;
+    GCancellable *cancellable;
+    PeerInspectCallback callback;
+    gpointer user_data;
+    gpointer result;
+    GError *error;
+} Inspection;
 
 typedef struct {
     CommandKind kind;
     char *path;         /* save: the model file; sample: the prompt */
     int length;         /* sample: bytes to generate */
     double temperature; /* sample */
+    Inspection *inspection;
 } Command;
 
 struct _PeerSession {
@@ -53,6 +68,7 @@ struct _PeerSession {
     pthread_cond_t wake;
     GQueue commands;
     GQueue outbox;            /* PeerSnapshot, posted by the worker, taken by the main thread */
+    GQueue inspected;         /* Inspection, done by the worker, answered on the main thread */
     gboolean delivery_pending; /* an idle source will take the outbox */
     gboolean want_running;
     gboolean want_stop;
@@ -138,15 +154,39 @@ apply_snapshot (PeerSession *self, PeerSnapshot *snapshot)
   g_signal_emit (self, signals[SIGNAL_SNAPSHOT], 0, snapshot);
 }
 
-/* Main thread: takes every snapshot the worker has posted, in order. */
+static void
+inspection_free (Inspection *inspection)
+{
+  if (inspection->data_free)
+    inspection->data_free (inspection->data);
+  if (inspection->result && inspection->result_free)
+    inspection->result_free (inspection->result);
+  g_clear_error (&inspection->error);
+  g_clear_object (&inspection->cancellable);
+  g_free (inspection);
+}
+
+static void
+command_free (Command *command)
+{
+  if (command->inspection)
+    inspection_free (command->inspection);
+  g_free (command->path);
+  g_free (command);
+}
+
+/* Main thread: takes every snapshot and inspection the worker has posted, in order. */
 static gboolean
 deliver_snapshots (gpointer data)
 {
   PeerSession *self = data;
   GQueue arrived = G_QUEUE_INIT;
+  GQueue answered = G_QUEUE_INIT;
   pthread_mutex_lock (&self->lock);
   while (!g_queue_is_empty (&self->outbox))
     g_queue_push_tail (&arrived, g_queue_pop_head (&self->outbox));
+  while (!g_queue_is_empty (&self->inspected))
+    g_queue_push_tail (&answered, g_queue_pop_head (&self->inspected));
   self->delivery_pending = FALSE;
   pthread_mutex_unlock (&self->lock);
 
@@ -156,7 +196,27 @@ deliver_snapshots (gpointer data)
       apply_snapshot (self, snapshot);
       peer_snapshot_unref (snapshot);
     }
+  Inspection *inspection;
+  while ((inspection = g_queue_pop_head (&answered)))
+    {
+      if (!g_cancellable_is_cancelled (inspection->cancellable))
+        inspection->callback (self, g_steal_pointer (&inspection->result), inspection->error,
+                              inspection->user_data);
+      inspection_free (inspection);
+    }
   return G_SOURCE_REMOVE;
+}
+
+/* Worker: tells the main context that there is mail in the outboxes. */
+static void
+schedule_delivery (PeerSession *self)
+{
+  GSource *source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, deliver_snapshots, g_object_ref (self), g_object_unref);
+  g_source_set_static_name (source, "peer-session snapshots");
+  g_source_attach (source, self->context);
+  g_source_unref (source);
 }
 
 /* Worker: hands everything gathered since the last snapshot to the main thread. */
@@ -195,14 +255,20 @@ post_snapshot (PeerSession *self, const char *message, gboolean saved)
   self->delivery_pending = TRUE;
   pthread_mutex_unlock (&self->lock);
   if (need_source)
-    {
-      GSource *source = g_idle_source_new ();
-      g_source_set_priority (source, G_PRIORITY_DEFAULT);
-      g_source_set_callback (source, deliver_snapshots, g_object_ref (self), g_object_unref);
-      g_source_set_static_name (source, "peer-session snapshots");
-      g_source_attach (source, self->context);
-      g_source_unref (source);
-    }
+    schedule_delivery (self);
+}
+
+/* Worker: hands a finished inspection to the main thread, as post_snapshot does a snapshot. */
+static void
+post_inspection (PeerSession *self, Inspection *inspection)
+{
+  pthread_mutex_lock (&self->lock);
+  g_queue_push_tail (&self->inspected, inspection);
+  gboolean need_source = !self->delivery_pending;
+  self->delivery_pending = TRUE;
+  pthread_mutex_unlock (&self->lock);
+  if (need_source)
+    schedule_delivery (self);
 }
 
 /* ---- the worker ------------------------------------------------------------------------------ */
@@ -311,6 +377,23 @@ worker_sample (PeerSession *self, const char *prompt, int length, double tempera
   post_snapshot (self, NULL, FALSE);
 }
 
+static void
+worker_inspect (PeerSession *self, Inspection *inspection)
+{
+  if (g_cancellable_is_cancelled (inspection->cancellable))
+    {
+      inspection_free (inspection);
+      return;
+    }
+  PeerInspectContext context = { .model = self->tr.model, .tr = &self->tr, .data = &self->data,
+                                 .pool = self->pool, .step = self->tr.step };
+  inspection->result = inspection->func (&context, inspection->data, &inspection->error);
+  if (!inspection->result && !inspection->error)
+    g_set_error_literal (&inspection->error, PEER_SESSION_ERROR, 1,
+                         "The inspection gave no result");
+  post_inspection (self, inspection);
+}
+
 static gboolean
 can_train (PeerSession *self)
 {
@@ -352,9 +435,11 @@ run_command (PeerSession *self, Command *command)
     case COMMAND_SAMPLE:
       worker_sample (self, command->path, command->length, command->temperature);
       break;
+    case COMMAND_INSPECT:
+      worker_inspect (self, g_steal_pointer (&command->inspection));
+      break;
     }
-  g_free (command->path);
-  g_free (command);
+  command_free (command);
 }
 
 static gpointer
@@ -490,6 +575,29 @@ peer_session_sample (PeerSession *self, const char *prompt, int length, double t
 }
 
 void
+peer_session_inspect (PeerSession *self, PeerInspectFunc func, gpointer data,
+                      GDestroyNotify data_free, GDestroyNotify result_free,
+                      GCancellable *cancellable, PeerInspectCallback callback,
+                      gpointer user_data)
+{
+  Inspection *inspection = g_new0 (Inspection, 1);
+  inspection->func = func;
+  inspection->data = data;
+  inspection->data_free = data_free;
+  inspection->result_free = result_free;
+  inspection->cancellable = cancellable ? g_object_ref (cancellable) : NULL;
+  inspection->callback = callback;
+  inspection->user_data = user_data;
+  Command *command = g_new0 (Command, 1);
+  command->kind = COMMAND_INSPECT;
+  command->inspection = inspection;
+  pthread_mutex_lock (&self->lock);
+  g_queue_push_tail (&self->commands, command);
+  pthread_cond_signal (&self->wake);
+  pthread_mutex_unlock (&self->lock);
+}
+
+void
 peer_session_shutdown (PeerSession *self)
 {
   if (!self->worker)
@@ -573,11 +681,9 @@ peer_session_finalize (GObject *object)
   PeerSession *self = PEER_SESSION (object);
   Command *command;
   g_queue_clear_full (&self->outbox, (GDestroyNotify) peer_snapshot_unref);
+  g_queue_clear_full (&self->inspected, (GDestroyNotify) inspection_free);
   while ((command = g_queue_pop_head (&self->commands)))
-    {
-      g_free (command->path);
-      g_free (command);
-    }
+    command_free (command);
   trainer_free (&self->tr);
   corpus_free (&self->data);
   thread_pool_free (self->pool);
@@ -637,6 +743,7 @@ peer_session_init (PeerSession *self)
   pthread_cond_init (&self->wake, NULL);
   g_queue_init (&self->commands);
   g_queue_init (&self->outbox);
+  g_queue_init (&self->inspected);
   self->context = g_main_context_ref_thread_default ();
   self->pending_loss = g_array_new (FALSE, FALSE, sizeof (PeerLossPoint));
   self->pending_eval = g_array_new (FALSE, FALSE, sizeof (PeerEvalPoint));

@@ -9,7 +9,10 @@
 
 #include <gio/gio.h>
 
+#include "corpus.h"
 #include "model-config.h"
+#include "model.h"
+#include "thread-pool.h"
 #include "trainer.h"
 
 G_BEGIN_DECLS
@@ -106,6 +109,34 @@ void peer_session_save (PeerSession *self, const char *path);
 /* Continues prompt by length bytes at temperature (> 0), between steps; the snapshot that
  * follows carries prompt and continuation, or a message saying why there is none. */
 void peer_session_sample (PeerSession *self, const char *prompt, int length, double temperature);
+
+/* What an inspection sees, on the worker thread between two steps: the run's model with its
+ * latest weights (a forward may use its activations, but the weights, gradients and running
+ * statistics must be left as they are), the trainer, the corpus (its validation part for
+ * contexts and losses) and the run's thread pool. */
+typedef struct {
+    peer_model *model;
+    const trainer *tr;
+    const corpus *data;
+    thread_pool *pool;
+    long step;
+} PeerInspectContext;
+
+/* Runs on the worker: returns a result (which result_free frees), or NULL with error set. */
+typedef gpointer (*PeerInspectFunc) (const PeerInspectContext *context, gpointer data,
+                                     GError **error);
+/* Main thread: the result (transfer full; NULL on error) or the error (owned by the session). */
+typedef void (*PeerInspectCallback) (PeerSession *session, gpointer result, const GError *error,
+                                     gpointer user_data);
+
+/* Asks the worker to run func on the model between steps (training goes on afterwards), and
+ * calls callback on the main thread with its result. Commands run in order. Once cancellable is
+ * cancelled, func is skipped if it has not started and callback is never called; data is freed
+ * with data_free either way, and a result nobody takes with result_free. */
+void peer_session_inspect (PeerSession *self, PeerInspectFunc func, gpointer data,
+                           GDestroyNotify data_free, GDestroyNotify result_free,
+                           GCancellable *cancellable, PeerInspectCallback callback,
+                           gpointer user_data);
 
 /* Blocks until the worker has finished what it is doing and exited; used on shutdown. */
 void peer_session_shutdown (PeerSession *self);

@@ -191,6 +191,96 @@ static void test_save(Fixture *fixture, gconstpointer data)
     g_rmdir(dir);
 }
 
+/* What the inspection test's function saw on the worker. */
+typedef struct {
+    long step;
+    float first_weight;
+} Seen;
+
+static gpointer inspect_first_weight(const PeerInspectContext *context, gpointer data,
+                                     GError **error)
+{
+    if (GPOINTER_TO_INT(data) < 0) {
+        g_set_error_literal(error, PEER_SESSION_ERROR, 2, "asked to fail");
+        return NULL;
+    }
+    Seen *seen = g_new(Seen, 1);
+    seen->step = context->step;
+    seen->first_weight = context->model->params_memory[0];
+    return seen;
+}
+
+typedef struct {
+    int answers;
+    Seen seen;
+    GError *error;
+} Answers;
+
+static void on_inspected(PeerSession *session, gpointer result, const GError *error,
+                         gpointer user_data)
+{
+    Answers *answers = user_data;
+    answers->answers++;
+    g_clear_error(&answers->error);
+    if (error)
+        answers->error = g_error_copy(error);
+    if (result) {
+        answers->seen = *(Seen *) result;
+        g_free(result);
+    }
+}
+
+static Answers *waiting_answers;
+static int waiting_count;
+static gboolean answered(Fixture *f)
+{
+    return waiting_answers->answers >= waiting_count;
+}
+
+/* An inspection runs on the worker between steps while the run trains, sees the latest weights
+ * and step, reports an error as an error, and a cancelled one never answers. */
+static void test_inspect(Fixture *fixture, gconstpointer data)
+{
+    Answers answers = { 0 };
+    waiting_answers = &answers;
+    peer_session_start(fixture->session);
+    wait_for(fixture, five_points);
+
+    waiting_count = 1;
+    peer_session_inspect(fixture->session, inspect_first_weight, GINT_TO_POINTER(1), NULL, g_free,
+                         NULL, on_inspected, &answers);
+    wait_for(fixture, answered);
+    g_assert_no_error(answers.error);
+    g_assert_cmpint(answers.seen.step, >=, 5);
+
+    waiting_count = 2;
+    peer_session_inspect(fixture->session, inspect_first_weight, GINT_TO_POINTER(-1), NULL,
+                         g_free, NULL, on_inspected, &answers);
+    wait_for(fixture, answered);
+    g_assert_error(answers.error, PEER_SESSION_ERROR, 2);
+
+    /* Paused, the inspection sees the model at the step it paused at. */
+    peer_session_pause(fixture->session);
+    wait_for(fixture, is_paused);
+    settle(fixture);
+    long paused_step = peer_session_get_step(fixture->session);
+    waiting_count = 3;
+    peer_session_inspect(fixture->session, inspect_first_weight, GINT_TO_POINTER(1), NULL, g_free,
+                         NULL, on_inspected, &answers);
+    wait_for(fixture, answered);
+    g_assert_no_error(answers.error);
+    g_assert_cmpint(answers.seen.step, ==, paused_step);
+
+    GCancellable *cancellable = g_cancellable_new();
+    peer_session_inspect(fixture->session, inspect_first_weight, GINT_TO_POINTER(1), NULL, g_free,
+                         cancellable, on_inspected, &answers);
+    g_cancellable_cancel(cancellable);
+    g_object_unref(cancellable);
+    settle(fixture);
+    g_assert_cmpint(answers.answers, ==, 3);
+    g_clear_error(&answers.error);
+}
+
 /* A corrupt checkpoint is refused with the loader's message, and nothing starts. */
 static void test_bad_checkpoint(void)
 {
@@ -214,6 +304,8 @@ int main(int argc, char **argv)
     g_test_add("/session/lifecycle", Fixture, NULL, fixture_set_up, test_lifecycle,
                fixture_tear_down);
     g_test_add("/session/save", Fixture, NULL, fixture_set_up, test_save, fixture_tear_down);
+    g_test_add("/session/inspect", Fixture, NULL, fixture_set_up, test_inspect,
+               fixture_tear_down);
     g_test_add_func("/session/bad-checkpoint", test_bad_checkpoint);
     return g_test_run();
 }

@@ -13,6 +13,7 @@
 #include "cli-common.h"
 #include "eval-report.h"
 #include "json-output.h"
+#include "model-grow.h"
 #include "progress-bar.h"
 #include "run-inputs.h"
 #include "run-log.h"
@@ -57,6 +58,8 @@ typedef struct {
     char *save_interval;
     char *log_interval;
     char *sample;
+    char **grow;                 /* "[LAYER:]EXPERTS", one per --grow */
+    gboolean freeze_old_experts;
 } train_options;
 
 static void train_options_clear(train_options *o)
@@ -67,6 +70,7 @@ static void train_options_clear(train_options *o)
                         &o->eval_windows, &o->save_interval, &o->log_interval, &o->sample };
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++)
         g_clear_pointer(fields[i], g_free);
+    g_clear_pointer(&o->grow, g_strfreev);
 }
 
 /* The settings the options change, checked; the rest of the run file stays. */
@@ -95,6 +99,9 @@ typedef struct {
     trainer tr;
     bool have_trainer;
     const char *source; /* where the config came from, for the header */
+    model_config grown_from; /* the resumed model's config before --grow */
+    bool grown;
+    bool frozen;
 
     char *save_path;    /* --save, or NULL */
     char *run_dir;      /* --run-dir, or NULL */
@@ -184,6 +191,13 @@ static GOptionContext *new_option_context(const train_cli_defaults *defaults, tr
           "Write DIR/config.json, the JSON-lines log DIR/log.jsonl and, at the end, "
           "DIR/model.safetensors", "DIR" },
         { "sample", 0, 0, G_OPTION_ARG_STRING, &o->sample, help->sample, "N" },
+        { "grow", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->grow,
+          "With --resume: grow layer LAYER's expert grid to EXPERTS = n'² experts (n' sub-keys "
+          "per side, at least its n), keeping every expert; without LAYER, every PEER and PKM "
+          "layer. Repeat for several layers", "[LAYER:]EXPERTS" },
+        { "freeze-old-experts", 0, 0, G_OPTION_ARG_NONE, &o->freeze_old_experts,
+          "With --grow: train only the new experts and sub-keys of a grown layer, holding the "
+          "ones it had, for this run (a later --resume trains them all)", NULL },
         G_OPTION_ENTRY_NULL,
     };
     GOptionContext *context = g_option_context_new(NULL);
@@ -198,6 +212,75 @@ static GOptionContext *new_option_context(const train_cli_defaults *defaults, tr
         "Exit status: 0 done, 1 failed (unreadable input, diverged run), 2 bad command line.");
     g_option_context_add_main_entries(context, entries, NULL);
     return context;
+}
+
+/* One --grow: "LAYER:EXPERTS", or "EXPERTS" for every PEER and PKM layer (layer -1). EXPERTS
+ * must be a square; whether the layer can grow to it is checked against the model. */
+static bool parse_grow(const char *text, int *layer, int *experts)
+{
+    const char *colon = strchr(text, ':');
+    g_autofree char *layer_text = colon ? g_strndup(text, (gsize)(colon - text)) : NULL;
+    *layer = -1;
+    if (colon && !cli_parse_int("--grow LAYER", layer_text, 0, MODEL_MAX_LAYERS - 1, layer))
+        return false;
+    if (!cli_parse_int("--grow EXPERTS", colon ? colon + 1 : text, 1, 1 << 30, experts))
+        return false;
+    int side = (int)sqrt((double)*experts);
+    while ((long long)side * side > *experts)
+        side--;
+    while ((long long)(side + 1) * (side + 1) <= *experts)
+        side++;
+    if (side * side != *experts) {
+        cli_usage_error("--grow %s: %d experts do not make a square grid (product keys index n' × "
+                        "n' experts): use %d (%d²) or %lld (%d²)",
+                        text, *experts, side * side, side, (long long)(side + 1) * (side + 1),
+                        side + 1);
+        return false;
+    }
+    return true;
+}
+
+/* The growth the --grow options ask of a model; names a layer that cannot grow so. */
+static bool growth_from_options(const train_options *o, const model_config *cfg,
+                                model_growth *growth)
+{
+    memset(growth, 0, sizeof *growth);
+    bool named[MODEL_MAX_LAYERS] = { false };
+    for (char **spec = o->grow; spec && *spec; spec++) {
+        int layer = -1, experts = 0;
+        if (!parse_grow(*spec, &layer, &experts))
+            return false;
+        int side = (int)lround(sqrt((double)experts));
+        if (layer >= cfg->n_layers) {
+            cli_usage_error("--grow %s: the model has layers 0 to %d", *spec, cfg->n_layers - 1);
+            return false;
+        }
+        int grown_layers = 0;
+        for (int l = 0; l < cfg->n_layers; l++) {
+            ffn_kind kind = cfg->layers[l].kind;
+            bool expert_grid = kind == FFN_PEER || kind == FFN_PKM;
+            if (layer >= 0 ? l != layer : !expert_grid)
+                continue;
+            if (named[l]) {
+                cli_usage_error("--grow names layer %d more than once: give one size per layer", l);
+                return false;
+            }
+            named[l] = true;
+            growth->side[l] = side;
+            grown_layers++;
+        }
+        if (grown_layers == 0) {
+            cli_usage_error("--grow %s: the model has no PEER or PKM layer to grow", *spec);
+            return false;
+        }
+    }
+    model_config grown;
+    peer_error err = { 0 };
+    if (!model_growth_config(cfg, growth, &grown, &err)) {
+        cli_usage_error("--grow: %s", err.message);
+        return false;
+    }
+    return true;
 }
 
 /* Checks every number, and the options that cannot go together. */
@@ -232,6 +315,21 @@ static bool check_options(const train_options *o, option_values *v)
                                 fixed[i][0]);
                 return false;
             }
+    }
+    if (o->grow && !o->resume) {
+        cli_usage_error("--grow needs --resume FILE: it grows the expert grid of a saved run as "
+                        "it continues (a new run takes its grid from its config)");
+        return false;
+    }
+    if (o->freeze_old_experts && !o->grow) {
+        cli_usage_error("--freeze-old-experts needs --grow: it holds the experts a layer had "
+                        "before growing");
+        return false;
+    }
+    for (char **spec = o->grow; spec && *spec; spec++) {
+        int layer = -1, experts = 0;
+        if (!parse_grow(*spec, &layer, &experts))
+            return false;
     }
     if (o->save_interval && !o->save && !o->run_dir) {
         cli_usage_error("--save-interval needs somewhere to save: add --save FILE or "
@@ -329,6 +427,27 @@ static bool check_memory(const model_config *cfg, const train_settings *s, peer_
     return true;
 }
 
+/* --grow on a resumed trainer: the model's expert grids grow before training goes on. Returns an
+ * exit status. */
+static int grow_trainer(train_run *run, const train_options *o)
+{
+    model_growth growth;
+    if (!growth_from_options(o, &run->tr.model->cfg, &growth))
+        return CLI_EXIT_USAGE;
+    model_config grown;
+    peer_error err = { 0 };
+    run->grown_from = run->tr.model->cfg;
+    if (!model_growth_config(&run->tr.model->cfg, &growth, &grown, &err) ||
+        !check_memory(&grown, &run->tr.settings, &err) ||
+        !trainer_grow(&run->tr, &growth, o->freeze_old_experts, &err)) {
+        cli_error("cannot grow the model: %s", err.message);
+        return CLI_EXIT_FAILURE;
+    }
+    run->grown = true;
+    run->frozen = o->freeze_old_experts;
+    return 0;
+}
+
 static bool make_corpus(train_run *run, int seq_len, peer_error *err)
 {
     corpus_free(&run->data);
@@ -363,6 +482,11 @@ static int start_trainer(train_run *run, const train_options *o, const option_va
         if (!train_settings_validate(s, &run->tr.model->cfg, &err)) {
             cli_usage_error("%s", err.message);
             return CLI_EXIT_USAGE;
+        }
+        if (o->grow) {
+            int status = grow_trainer(run, o);
+            if (status != 0)
+                return status;
         }
         if (!make_corpus(run, s->seq_len, &err)) {
             cli_error("%s", err.message);
@@ -515,6 +639,14 @@ static void print_header(const train_run *run, bool resumed)
            s->steps, s->batch_size, s->seq_len, (double)s->lr, (double)s->min_lr, s->warmup,
            (double)s->expert_lr, s->seed, thread_pool_get_threads(run->pool),
            thread_pool_get_threads(run->pool) == 1 ? "" : "s");
+    for (int l = 0; run->grown && l < model->cfg.n_layers; l++) {
+        const peer_layer_config *was = &run->grown_from.layers[l].peer;
+        const peer_layer_config *now = &model->cfg.layers[l].peer;
+        if (was->n_experts != now->n_experts)
+            printf("grown    layer %d: %d → %d experts (%d² → %d²)%s\n", l, was->n_experts,
+                   now->n_experts, peer_layer_side(was), peer_layer_side(now),
+                   run->frozen ? ", the old ones held" : "");
+    }
     if (run->eval_windows < s->eval_windows)
         printf("note     the validation text holds %d windows of %d bytes: evaluations use "
                "those, not %d\n",

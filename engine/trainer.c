@@ -158,6 +158,7 @@ bool trainer_step(trainer *tr, thread_pool *pool, peer_error *err)
     }
     peer_model_zero_grad(tr->model);
     peer_model_backward(tr->model, tr->batch_tokens, tr->batch_targets, pool);
+    optimizer_drop_frozen_grads(&tr->opt, tr->model);
     double norm = optimizer_grad_norm(tr->model);
     if (!isfinite(norm)) {
         copy_buffers(tr, true);

@@ -496,8 +496,9 @@ static void expert_backward_block(void *data, int task, int thread)
 }
 
 /* Gives every expert chosen in this batch a row of the sparse gradient (rows from first_new on
- * are new, and zeroed by the parallel pass) and lists each row's slots in slot order. Serial and O(slots): the order of the slots is what
- * makes the accumulation deterministic when tokens and heads share an expert. */
+ * are new, and written whole by the parallel pass) and lists each row's slots in slot order.
+ * Serial and O(slots): the order of the slots is what makes the accumulation deterministic when
+ * tokens and heads share an expert. */
 static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts, size_t slots)
 {
     for (size_t i = 0; i < slots; i++) {
@@ -521,6 +522,10 @@ static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts,
         acts->row_slots[--start[sparse->position[acts->expert[i]]]] = (int32_t)i;
 }
 
+/* Columns of a gradient row summed at a time in registers and L1, so each row is written to
+ * memory once: a new row is stored, never zero-filled and read back. */
+#define SPARSE_CHUNK 128
+
 static void sparse_grad_block(void *data, int task, int thread)
 {
     const peer_job *job = data;
@@ -529,31 +534,45 @@ static void sparse_grad_block(void *data, int task, int thread)
     const peer_layer_acts *acts = job->acts;
     int D = cfg->d_model, per_token = cfg->heads * cfg->topk;
     int r0 = task * SPARSE_ROW_BLOCK, r1 = min_int(sparse->n_rows, r0 + SPARSE_ROW_BLOCK);
+    float sum_up[SPARSE_CHUNK], sum_down[SPARSE_CHUNK];
     for (int r = r0; r < r1; r++) {
         float *grad_down = sparse->down + (size_t)r * D;
         float *grad_up = sparse->up + (size_t)r * D;
-        if (r >= job->first_new_row) {
-            memset(grad_up, 0, (size_t)D * sizeof(float));
-            if (!cfg->values_only)
-                memset(grad_down, 0, (size_t)D * sizeof(float));
-        }
-        for (int i = sparse->row_start[r]; i < sparse->row_start[r + 1]; i++) {
-            int slot = acts->row_slots[i];
-            size_t t = (size_t)(slot / per_token);
-            const float *dy = job->dout + t * D;
-            if (cfg->values_only) {
-                float gate = acts->gate[slot];
-                for (int d = 0; d < D; d++)
-                    grad_up[d] += gate * dy[d];
-                continue;
+        bool is_new = r >= job->first_new_row;
+        int first = sparse->row_start[r], last = sparse->row_start[r + 1];
+        for (int d0 = 0; d0 < D; d0 += SPARSE_CHUNK) {
+            int width = min_int(SPARSE_CHUNK, D - d0);
+            memset(sum_up, 0, sizeof sum_up);
+            memset(sum_down, 0, sizeof sum_down);
+            for (int i = first; i < last; i++) {
+                int slot = acts->row_slots[i];
+                size_t t = (size_t)(slot / per_token);
+                const float *dy = job->dout + t * D + d0;
+                if (cfg->values_only) {
+                    float gate = acts->gate[slot];
+                    for (int d = 0; d < width; d++)
+                        sum_up[d] += gate * dy[d];
+                    continue;
+                }
+                float gate_act =
+                    acts->gate[slot] * expert_activation(acts->preact[slot], cfg->activation);
+                float dz = acts->dpreact[slot];
+                const float *x = job->inp + t * D + d0;
+                for (int d = 0; d < width; d++) {
+                    sum_up[d] += gate_act * dy[d];
+                    sum_down[d] += dz * x[d];
+                }
             }
-            float gate_act =
-                acts->gate[slot] * expert_activation(acts->preact[slot], cfg->activation);
-            float dz = acts->dpreact[slot];
-            const float *x = job->inp + t * D;
-            for (int d = 0; d < D; d++) {
-                grad_up[d] += gate_act * dy[d];
-                grad_down[d] += dz * x[d];
+            if (is_new) {
+                memcpy(grad_up + d0, sum_up, (size_t)width * sizeof(float));
+                if (!cfg->values_only)
+                    memcpy(grad_down + d0, sum_down, (size_t)width * sizeof(float));
+            } else {
+                for (int d = 0; d < width; d++)
+                    grad_up[d0 + d] += sum_up[d];
+                if (!cfg->values_only)
+                    for (int d = 0; d < width; d++)
+                        grad_down[d0 + d] += sum_down[d];
             }
         }
     }

@@ -10,6 +10,9 @@
 
 /* Seconds on CLOCK_MONOTONIC. */
 double bench_now(void);
+/* CPU seconds of every thread of the process: on a shared machine, time spent waiting for a
+ * core does not count, so memory-bound kernels can be compared while others run. */
+double bench_cpu_now(void);
 
 /* Peak resident set size of this process so far (getrusage ru_maxrss), in MiB. */
 double bench_peak_rss_mib(void);

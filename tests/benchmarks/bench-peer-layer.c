@@ -94,6 +94,21 @@ static void row_read_block(void *data, int task, int thread)
 
 #define STREAM_BLOCK (1 << 18) /* words per task: 1 MiB */
 
+/* Writing the gradient rows once, in parallel blocks: what the backward must store besides
+ * reading the table rows. */
+typedef struct {
+    float *rows;
+    size_t count;
+} row_write_job;
+
+static void row_write_block(void *data, int task, int thread)
+{
+    row_write_job *job = data;
+    size_t i0 = (size_t)task * STREAM_BLOCK;
+    size_t i1 = i0 + STREAM_BLOCK < job->count ? i0 + STREAM_BLOCK : job->count;
+    memset(job->rows + i0, 0, (i1 - i0) * sizeof(float));
+}
+
 typedef struct {
     const uint32_t *words;
     size_t count;
@@ -337,6 +352,11 @@ int main(int argc, char **argv)
     }
     rj.distance = distances[best];
 
+    row_write_job write_j = { .count = (size_t)touched_rows * 2 * D };
+    write_j.rows = bench_alloc(write_j.count * sizeof(float));
+    memset(write_j.rows, 1, write_j.count * sizeof(float));
+    int write_tasks = (int)((write_j.count + STREAM_BLOCK - 1) / STREAM_BLOCK);
+
     stream_job stream_j = { .words = (const uint32_t *)params.down,
                             .count = 2 * (size_t)cfg.n_experts * D };
     int stream_tasks = (int)((stream_j.count + STREAM_BLOCK - 1) / STREAM_BLOCK);
@@ -347,7 +367,8 @@ int main(int argc, char **argv)
     bench_samples efwd = { 0 }, ebwd = { 0 }, row_read = { 0 }, stream = { 0 };
     bench_samples dfwd = { 0 }, dbwd = { 0 };
     bench_samples retrieval = { 0 }, peer_over_dense = { 0 }, efwd_share = { 0 },
-                  ebwd_share = { 0 }, efwd_cpu_share = { 0 }, ebwd_cpu_share = { 0 };
+                  ebwd_share = { 0 }, efwd_cpu_share = { 0 }, ebwd_cpu_share = { 0 },
+                  row_write = { 0 }, bwd_limit_share = { 0 }, bwd_limit_cpu_share = { 0 };
     for (int r = 0; r < opt.reps; r++) {
         double t0 = bench_now();
         peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN,
@@ -379,6 +400,9 @@ int main(int argc, char **argv)
         double t9 = bench_now(), c9 = bench_cpu_now();
         thread_pool_run(pool, row_tasks, row_read_block, &rj);
         double t10 = bench_now(), c10 = bench_cpu_now();
+        thread_pool_run(pool, write_tasks, row_write_block, &write_j);
+        double t10w = bench_now(), c10w = bench_cpu_now();
+        double t10s = bench_now();
         thread_pool_run(pool, stream_tasks, stream_read_block, &stream_j);
         double t11 = bench_now();
         dense_ffn_forward(out, &dense_acts, inp, &dense, BT, D, F, pool);
@@ -397,7 +421,10 @@ int main(int argc, char **argv)
         bench_samples_add(&efwd, t7 - t6);
         bench_samples_add(&ebwd, t9 - t8);
         bench_samples_add(&row_read, t10 - t9);
-        bench_samples_add(&stream, t11 - t10);
+        bench_samples_add(&stream, t11 - t10s);
+        bench_samples_add(&row_write, t10w - t10);
+        bench_samples_add(&bwd_limit_share, (t10w - t9) / (t9 - t8));
+        bench_samples_add(&bwd_limit_cpu_share, (c10w - c9) / (c9 - c8));
         bench_samples_add(&dfwd, t12 - t11);
         bench_samples_add(&dbwd, t14 - t13);
         bench_samples_add(&retrieval, (t1 - t0) - (t4 - t3));
@@ -504,9 +531,6 @@ int main(int argc, char **argv)
            gflops(2.0 * ma_subkeys, BT, bench_samples_median(&subkey_whole)));
 
     double row_bytes = (double)BT * per_token * 2 * D * sizeof(float);
-    /* Besides the table rows, the backward zero-fills one gradient row pair per distinct expert,
-     * then reads and writes it back while accumulating. */
-    double grad_bytes = 3.0 * touched_rows * 2 * D * sizeof(float);
     double e_f = bench_samples_median(&efwd), e_b = bench_samples_median(&ebwd);
     double rr = bench_samples_median(&row_read);
     printf("experts: %d rows of u and %d of v per token, %.0f KiB per token, %.2f GB per batch\n",
@@ -528,9 +552,10 @@ int main(int argc, char **argv)
     printf("  %-44s %10.2f GB/s\n", "expert backward, table rows", row_bytes / e_b * gb);
     print_ratio("  of the row-read limit, per round", &ebwd_share, 100.0, "%");
     print_ratio("  the same in CPU time, per round", &ebwd_cpu_share, 100.0, "%");
-    printf("  %-44s %10.2f GB/s (+ %.2f GB of gradient rows)\n",
-           "expert backward, table + gradient rows", (row_bytes + grad_bytes) / e_b * gb,
-           grad_bytes * gb);
+    print_samples("gradient rows written once", &row_write, 1e3, "ms");
+    printf("  %-44s %10.2f GB\n", "  their size", write_j.count * sizeof(float) * gb);
+    print_ratio("  of row read + rows written, per round", &bwd_limit_share, 100.0, "%");
+    print_ratio("  the same in CPU time, per round", &bwd_limit_cpu_share, 100.0, "%");
     printf("\nforward breakdown (ms): query %.1f, retrieval %.1f, experts %.1f, rest %.1f, "
            "total %.1f\n",
            1e3 * q_med, 1e3 * ret_med, 1e3 * e_f, 1e3 * (f_med - q_med - ret_med - e_f),

@@ -11,6 +11,7 @@ struct _PeerApplication {
   AdwApplication parent_instance;
 
   gboolean start; /* --start */
+  char *page;     /* --page: the page the window opens on */
 };
 
 G_DEFINE_FINAL_TYPE (PeerApplication, peer_application, ADW_TYPE_APPLICATION)
@@ -114,7 +115,8 @@ peer_application_startup (GApplication *application)
   set_accels (app, "win.pause", "<Control>p", NULL);
   set_accels (app, "win.step", "<Control>t", NULL);
   set_accels (app, "win.stop", "<Control>period", NULL);
-  set_accels (app, "win.evaluate", "<Control>e", NULL);
+  set_accels (app, "win.evaluate", "<Control><Shift>e", NULL);
+  set_accels (app, "win.export", "<Control>e", NULL);
   set_accels (app, "win.page::training", "<Alt>1", NULL);
   set_accels (app, "win.page::experts", "<Alt>2", NULL);
   set_accels (app, "win.page::tokens", "<Alt>3", NULL);
@@ -123,7 +125,10 @@ peer_application_startup (GApplication *application)
 static PeerWindow *
 new_window (PeerApplication *self)
 {
-  return peer_window_new (GTK_APPLICATION (self));
+  PeerWindow *window = peer_window_new (GTK_APPLICATION (self));
+  if (self->page)
+    gtk_widget_activate_action (GTK_WIDGET (window), "win.page", "s", self->page);
+  return window;
 }
 
 static void
@@ -172,6 +177,18 @@ peer_application_handle_local_options (GApplication *application, GVariantDict *
       return 0;
     }
   self->start = g_variant_dict_contains (options, "start");
+  const char *page = NULL;
+  if (g_variant_dict_lookup (options, "page", "&s", &page))
+    {
+      if (g_strcmp0 (page, "training") != 0 && g_strcmp0 (page, "experts") != 0 &&
+          g_strcmp0 (page, "tokens") != 0)
+        {
+          g_printerr ("peer-workbench: --page %s: use training, experts or tokens\n", page);
+          return 1;
+        }
+      g_free (self->page);
+      self->page = g_strdup (page);
+    }
   return -1;
 }
 
@@ -183,9 +200,17 @@ peer_application_new (GApplicationFlags extra_flags)
 }
 
 static void
+peer_application_finalize (GObject *object)
+{
+  g_free (PEER_APPLICATION (object)->page);
+  G_OBJECT_CLASS (peer_application_parent_class)->finalize (object);
+}
+
+static void
 peer_application_class_init (PeerApplicationClass *klass)
 {
   GApplicationClass *app_class = G_APPLICATION_CLASS (klass);
+  G_OBJECT_CLASS (klass)->finalize = peer_application_finalize;
   app_class->startup = peer_application_startup;
   app_class->activate = peer_application_activate;
   app_class->open = peer_application_open;
@@ -201,6 +226,8 @@ peer_application_init (PeerApplication *self)
   static const GOptionEntry options[] = {
     { "start", 0, 0, G_OPTION_ARG_NONE, NULL,
       "Start training the default run (or the first run given) as soon as it is ready", NULL },
+    { "page", 0, 0, G_OPTION_ARG_STRING, NULL,
+      "Open the window on a page: training (the default), experts or tokens", "PAGE" },
     { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and exit", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };

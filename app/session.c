@@ -61,6 +61,8 @@ struct _PeerSession {
     double recent_step_seconds;
     PeerSessionState worker_state;
     peer_rng sample_rng;
+    expert_monitor experts;
+    gboolean experts_stopped;  /* out of memory for them once: not tried again */
 
     /* Shared with the worker, under lock: POSIX primitives, which the thread sanitizer
      * understands (GLib's own futex-based GMutex is invisible to it). */
@@ -321,6 +323,14 @@ worker_step (PeerSession *self)
       post_snapshot (self, err.message, FALSE);
       return FALSE;
     }
+  /* The step's own choices, before an evaluation's forwards replace them. */
+  if (!self->experts_stopped &&
+      !expert_monitor_add_step (&self->experts, tr->model, tr->step, self->pool, &err))
+    {
+      g_autofree char *message = g_strdup_printf ("Expert statistics stopped: %s", err.message);
+      self->experts_stopped = TRUE;
+      post_snapshot (self, message, FALSE);
+    }
   double seconds = (g_get_monotonic_time () - before) / 1e6;
   self->recent_step_seconds = self->recent_step_seconds > 0
                                   ? 0.9 * self->recent_step_seconds + 0.1 * seconds
@@ -386,7 +396,8 @@ worker_inspect (PeerSession *self, Inspection *inspection)
       return;
     }
   PeerInspectContext context = { .model = self->tr.model, .tr = &self->tr, .data = &self->data,
-                                 .pool = self->pool, .step = self->tr.step };
+                                 .pool = self->pool, .step = self->tr.step,
+                                 .experts = &self->experts };
   inspection->result = inspection->func (&context, inspection->data, &inspection->error);
   if (!inspection->result && !inspection->error)
     g_set_error_literal (&inspection->error, PEER_SESSION_ERROR, 1,
@@ -684,6 +695,7 @@ peer_session_finalize (GObject *object)
   g_queue_clear_full (&self->inspected, (GDestroyNotify) inspection_free);
   while ((command = g_queue_pop_head (&self->commands)))
     command_free (command);
+  expert_monitor_free (&self->experts);
   trainer_free (&self->tr);
   corpus_free (&self->data);
   thread_pool_free (self->pool);
@@ -775,6 +787,20 @@ prepare (PeerSession *self, const char *name, GBytes *text, int seq_len, int thr
   return TRUE;
 }
 
+/* The expert statistics follow the trainer's model from its first step. */
+static gboolean
+prepare_experts (PeerSession *self, GError **error)
+{
+  peer_error err;
+  if (!expert_monitor_init (&self->experts, &self->tr.model->cfg, EXPERT_MONITOR_HALF_LIFE,
+                            EXPERT_MONITOR_HISTORY_BYTES, &err))
+    {
+      g_set_error_literal (error, PEER_SESSION_ERROR, 1, err.message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static void
 launch (PeerSession *self)
 {
@@ -799,6 +825,8 @@ peer_session_new (const char *name, const model_config *cfg, const train_setting
       g_set_error_literal (error, PEER_SESSION_ERROR, 1, err.message);
       return NULL;
     }
+  if (!prepare_experts (self, error))
+    return NULL;
   launch (self);
   return g_steal_pointer (&self);
 }
@@ -842,6 +870,8 @@ peer_session_new_from_checkpoint (const char *path, GBytes *text, int threads, G
               loaded->n_params * sizeof (float));
       peer_model_free (loaded);
     }
+  if (!prepare_experts (self, error))
+    return NULL;
   launch (self);
   return g_steal_pointer (&self);
 }

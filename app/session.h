@@ -10,6 +10,7 @@
 #include <gio/gio.h>
 
 #include "corpus.h"
+#include "expert-monitor.h"
 #include "model-config.h"
 #include "model.h"
 #include "thread-pool.h"
@@ -120,6 +121,9 @@ typedef struct {
     const corpus *data;
     thread_pool *pool;
     long step;
+    /* The expert statistics of every training step so far (live, since start, validation) and
+     * each expert's usage over training; the session adds every step to them. */
+    expert_monitor *experts;
 } PeerInspectContext;
 
 /* Runs on the worker: returns a result (which result_free frees), or NULL with error set. */

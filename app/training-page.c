@@ -2,7 +2,10 @@
 
 #include <math.h>
 
+#include "export-dialog.h"
 #include "format.h"
+#include "loss-csv.h"
+#include "window.h"
 
 struct _PeerTrainingPage {
   GtkWidget parent_instance;
@@ -23,6 +26,7 @@ struct _PeerTrainingPage {
   GtkToggleButton *log_x_button;
   GtkToggleButton *log_y_button;
   GtkScale *smoothing_scale;
+  GtkButton *export_button;
   GtkLabel *sample_title;
   GtkLabel *sample_label;
 };
@@ -205,6 +209,68 @@ on_smoothing_changed (PeerTrainingPage *self)
   peer_loss_plot_set_smoothing (self->plot, weight);
 }
 
+/* ---- export --------------------------------------------------------------------------------- */
+
+static void
+render_loss_plot (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
+{
+  PeerTrainingPage *self = data;
+  loss_plot_render (cr, width, height, peer_loss_plot_get_model (self->plot), style, NULL);
+}
+
+static const PlotStyle *
+loss_plot_style (gpointer data)
+{
+  PeerTrainingPage *self = data;
+  return peer_loss_plot_get_style (self->plot);
+}
+
+/* Every point of the runs the plot shows, from the runs themselves: the plot keeps only what it
+ * draws, not the time, learning rate and gradient norm of each step. */
+static gboolean
+write_loss_series (const char *path, gpointer data, GError **error)
+{
+  PeerTrainingPage *self = data;
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GListModel *runs = PEER_IS_WINDOW (root) ? peer_window_get_runs (PEER_WINDOW (root)) : NULL;
+  PlotCsv *csv = plot_csv_new ();
+  loss_csv_add_header (csv);
+  guint shown = 0;
+  for (guint i = 0; runs && i < g_list_model_get_n_items (runs); i++)
+    {
+      g_autoptr (PeerRun) run = g_list_model_get_item (runs, i);
+      if (!peer_run_get_visible (run))
+        continue;
+      loss_csv_add_run (csv, peer_run_get_name (run), peer_run_get_loss_points (run),
+                        peer_run_get_eval_points (run));
+      shown++;
+    }
+  gboolean ok = FALSE;
+  if (shown == 0)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                 "No run is shown on the plot, so there are no points to export. Tick the runs "
+                 "to export in the sidebar.");
+  else
+    ok = plot_csv_save (csv, path, error);
+  plot_csv_free (csv);
+  return ok;
+}
+
+static const PeerExportKind loss_plot_export = {
+  .title = "Loss Curves",
+  .file_stem = "loss-curves",
+  .render = render_loss_plot,
+  .get_style = loss_plot_style,
+  .data = {
+      { .label = "Loss series (CSV)",
+        .description = "Every training step and evaluation of the runs shown on the plot, one "
+                       "row each: run, split (train or validation), step, tokens, flops, "
+                       "seconds, loss in nats per token, lr, grad_norm.",
+        .extension = "csv",
+        .write = write_loss_series },
+  },
+};
+
 static void
 peer_training_page_dispose (GObject *object)
 {
@@ -245,6 +311,7 @@ peer_training_page_class_init (PeerTrainingPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, PeerTrainingPage, log_x_button);
   gtk_widget_class_bind_template_child (widget_class, PeerTrainingPage, log_y_button);
   gtk_widget_class_bind_template_child (widget_class, PeerTrainingPage, smoothing_scale);
+  gtk_widget_class_bind_template_child (widget_class, PeerTrainingPage, export_button);
   gtk_widget_class_bind_template_child (widget_class, PeerTrainingPage, sample_title);
   gtk_widget_class_bind_template_child (widget_class, PeerTrainingPage, sample_label);
   gtk_widget_class_bind_template_callback (widget_class, on_x_axis_toggled);
@@ -256,6 +323,8 @@ static void
 peer_training_page_init (PeerTrainingPage *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  peer_export_attach (GTK_WIDGET (self->plot), GTK_WIDGET (self->export_button),
+                      &loss_plot_export, self);
   on_smoothing_changed (self);
   on_run_changed (self);
 }

@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "experiments-page.h"
 #include "experts-page.h"
+#include "export-dialog.h"
 #include "run-history.h"
 #include "run-inputs.h"
 #include "run-row.h"
@@ -923,6 +925,7 @@ peer_window_class_init (PeerWindowClass *klass)
   g_type_ensure (PEER_TYPE_TRAINING_PAGE);
   g_type_ensure (PEER_TYPE_EXPERTS_PAGE);
   g_type_ensure (PEER_TYPE_TOKENS_PAGE);
+  g_type_ensure (PEER_TYPE_EXPERIMENTS_PAGE);
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/org/peerworkbench/Workbench/ui/window.ui");
   gtk_widget_class_bind_template_child (widget_class, PeerWindow, toast_overlay);
@@ -972,6 +975,7 @@ peer_window_init (PeerWindow *self)
   g_signal_connect_swapped (target, "drop", G_CALLBACK (on_drop), self);
   gtk_widget_add_controller (GTK_WIDGET (self->toast_overlay), GTK_EVENT_CONTROLLER (target));
 
+  peer_export_add_action (GTK_APPLICATION_WINDOW (self), GTK_WIDGET (self->view_stack));
   restore_window_state (self);
   update_controls (self);
 }

@@ -31,8 +31,38 @@ peer_expert_inspection_free (gpointer data)
   for (int i = 0; inspection->contexts && i < inspection->details.n_contexts; i++)
     g_free (inspection->contexts[i].bytes);
   g_free (inspection->contexts);
+  g_free (inspection->usage_steps);
+  g_free (inspection->usage_per_step);
   expert_inspection_free (&inspection->details);
   g_free (inspection);
+}
+
+/* The expert's selections per step in each interval of the monitor's history. */
+static void
+copy_usage_history (PeerExpertInspection *inspection, const expert_monitor *monitor, int layer,
+                    int expert)
+{
+  if (!monitor)
+    return;
+  int n = expert_monitor_history (monitor, layer, expert, NULL, NULL, NULL);
+  if (n <= 0)
+    return;
+  g_autofree long *first = g_new (long, n);
+  g_autofree long *end = g_new (long, n);
+  g_autofree uint32_t *count = g_new (uint32_t, n);
+  n = expert_monitor_history (monitor, layer, expert, first, end, count);
+  inspection->usage_steps = g_new (double, MAX (n, 1));
+  inspection->usage_per_step = g_new (double, MAX (n, 1));
+  guint kept = 0;
+  for (int i = 0; i < n; i++)
+    {
+      if (end[i] <= first[i])
+        continue;
+      inspection->usage_steps[kept] = 0.5 * (double) (first[i] + end[i] - 1);
+      inspection->usage_per_step[kept] = (double) count[i] / (double) (end[i] - first[i]);
+      kept++;
+    }
+  inspection->n_usage = kept;
 }
 
 /* Copies the text around each context out of the corpus. */
@@ -80,6 +110,10 @@ peer_expert_inspection_run (const PeerInspectContext *context, gpointer data, GE
       return NULL;
     }
   if (request->kind == PEER_EXPERT_INSPECTION_DETAILS)
-    copy_contexts (inspection, request, context->data);
+    {
+      copy_contexts (inspection, request, context->data);
+      copy_usage_history (inspection, context->experts, request->settings.layer,
+                          request->settings.expert);
+    }
   return inspection;
 }

@@ -47,6 +47,11 @@ typedef struct {
   expert_inspection details;  /* DETAILS */
   PeerContextText *contexts;  /* (details.n_contexts) DETAILS */
   expert_ablation ablation;   /* ABLATION */
+  /* DETAILS: the expert's selections over training, as the session's monitor kept them: per
+   * interval its middle step and its selections per step; n_usage 0 without a history. */
+  double *usage_steps;
+  double *usage_per_step;
+  guint n_usage;
 } PeerExpertInspection;
 
 /* A PeerInspectFunc: runs the request on the worker; returns a PeerExpertInspection, or NULL with

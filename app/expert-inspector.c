@@ -440,6 +440,10 @@ on_details (PeerSession *session, gpointer result, const GError *error, gpointer
     }
   g_clear_pointer (&self->inspection, peer_expert_inspection_free);
   self->inspection = result;
+  if (self->inspection->n_usage > 0)
+    peer_expert_inspector_set_usage_history (self, self->inspection->usage_steps,
+                                             self->inspection->usage_per_step,
+                                             self->inspection->n_usage);
   show_inspection (self);
 }
 

@@ -8,6 +8,7 @@
 #include "experiments-page.h"
 #include "experts-page.h"
 #include "export-dialog.h"
+#include "expert-inspector.h"
 #include "run-history.h"
 #include "run-inputs.h"
 #include "run-row.h"
@@ -959,6 +960,49 @@ restore_window_state (PeerWindow *self)
     gtk_window_maximize (GTK_WINDOW (self));
 }
 
+/* An expert clicked on the Experts map or on a token's retrieval path: its inspector, on the
+ * selected run's model. */
+static void
+open_inspector (PeerWindow *self, int layer, int expert, int head)
+{
+  PeerSession *session = self->selected ? peer_run_get_session (self->selected) : NULL;
+  if (!session)
+    {
+      adw_toast_overlay_add_toast (self->toast_overlay,
+                                   adw_toast_new ("This run has no model to inspect"));
+      return;
+    }
+  PeerExpertInspector *inspector =
+      peer_expert_inspector_present (session, layer, expert, GTK_WINDOW (self));
+  if (head >= 0)
+    peer_expert_inspector_set_head (inspector, head);
+}
+
+static void
+on_map_expert_activated (PeerWindow *self, int layer, int expert)
+{
+  open_inspector (self, layer, expert, peer_experts_page_get_head (self->experts_page));
+}
+
+static void
+on_path_expert_activated (PeerWindow *self, int layer, int expert)
+{
+  open_inspector (self, layer, expert, -1);
+}
+
+/* The experts the current token chose are ringed on the Experts map of their layer. */
+static void
+on_experts_chosen (PeerWindow *self, int layer, GArray *experts)
+{
+  if (layer < 0 || !experts || experts->len == 0)
+    {
+      peer_experts_page_set_marked (self->experts_page, -1, NULL, 0);
+      return;
+    }
+  peer_experts_page_set_marked (self->experts_page, layer, (const gint32 *) experts->data,
+                                experts->len);
+}
+
 static void
 peer_window_init (PeerWindow *self)
 {
@@ -974,6 +1018,13 @@ peer_window_init (PeerWindow *self)
   GtkDropTarget *target = gtk_drop_target_new (GDK_TYPE_FILE_LIST, GDK_ACTION_COPY);
   g_signal_connect_swapped (target, "drop", G_CALLBACK (on_drop), self);
   gtk_widget_add_controller (GTK_WIDGET (self->toast_overlay), GTK_EVENT_CONTROLLER (target));
+
+  g_signal_connect_swapped (self->experts_page, "expert-activated",
+                            G_CALLBACK (on_map_expert_activated), self);
+  g_signal_connect_swapped (self->tokens_page, "expert-activated",
+                            G_CALLBACK (on_path_expert_activated), self);
+  g_signal_connect_swapped (self->tokens_page, "experts-chosen", G_CALLBACK (on_experts_chosen),
+                            self);
 
   peer_export_add_action (GTK_APPLICATION_WINDOW (self), GTK_WIDGET (self->view_stack));
   restore_window_state (self);

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "expert-inspector-render.h"
+#include "export-dialog.h"
 #include "format.h"
 
 /* Enough windows for a histogram of a typical expert of a 128² layer (about 16 selections per
@@ -51,6 +52,7 @@ struct _PeerExpertInspector {
   GtkLabel *subtitle_label;
   GtkDropDown *head_dropdown;
   GtkButton *refresh_button;
+  GtkButton *export_button;
   GtkLabel *u_norm_label;
   GtkLabel *u_norm_caption;
   GtkLabel *v_norm_label;
@@ -69,6 +71,10 @@ struct _PeerExpertInspector {
   GtkButton *ablate_button;
   GtkLabel *contexts_caption;
   GtkListBox *contexts_list;
+
+  /* The style an export draws a plot with, and the font name it points at. */
+  PlotStyle export_style;
+  char *export_font_family;
 };
 
 enum {
@@ -518,13 +524,12 @@ peer_expert_inspector_ablate (PeerExpertInspector *self)
 
 /* ---- plots ----------------------------------------------------------------------------------- */
 
+/* Each plot draws through one function, used by its drawing area with the widget's style and by
+ * its export with the style the export gives. */
 static void
-draw_usage (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+render_usage (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
 {
   PeerExpertInspector *self = data;
-  PlotStyle style;
-  g_autofree char *family = NULL;
-  plot_style_for_widget (GTK_WIDGET (area), &style, &family);
   ExpertUsagePlot plot = {
     .n = self->usage_steps->len,
     .steps = (const double *) (const void *) self->usage_steps->data,
@@ -534,7 +539,7 @@ draw_usage (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer d
     .y_label = "selections per step",
     .message = "No usage history yet",
   };
-  expert_usage_plot_render (cr, width, height, &plot, &style, NULL);
+  expert_usage_plot_render (cr, width, height, &plot, style, NULL);
 }
 
 /* A histogram's counts as doubles, as shares of its total when share is set. */
@@ -549,7 +554,7 @@ histogram_values (const expert_histogram *histogram, gboolean share)
 }
 
 static void
-draw_activation (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+render_activation (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
 {
   PeerExpertInspector *self = data;
   if (!self->inspection)
@@ -557,9 +562,6 @@ draw_activation (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpoin
   const expert_inspection *in = &self->inspection->details;
   const expert_histogram *histogram = in->has_u ? &in->activation : &in->gate;
   g_autofree double *values = histogram_values (histogram, FALSE);
-  PlotStyle style;
-  g_autofree char *family = NULL;
-  plot_style_for_widget (GTK_WIDGET (area), &style, &family);
   ExpertHistogramPlot plot = {
     .bins = histogram->bins,
     .lo = histogram->lo,
@@ -571,11 +573,11 @@ draw_activation (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpoin
     .y_label = "selections",
     .message = "Never chosen on these windows",
   };
-  expert_histogram_plot_render (cr, width, height, &plot, &style, NULL);
+  expert_histogram_plot_render (cr, width, height, &plot, style, NULL);
 }
 
 static void
-draw_preact (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+render_preact (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
 {
   PeerExpertInspector *self = data;
   if (!self->inspection || !self->inspection->details.has_u)
@@ -583,9 +585,6 @@ draw_preact (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer 
   const expert_inspection *in = &self->inspection->details;
   g_autofree double *all = histogram_values (&in->preact_all, TRUE);
   g_autofree double *chosen = histogram_values (&in->preact_selected, TRUE);
-  PlotStyle style;
-  g_autofree char *family = NULL;
-  plot_style_for_widget (GTK_WIDGET (area), &style, &family);
   ExpertHistogramPlot plot = {
     .bins = in->preact_all.bins,
     .lo = in->preact_all.lo,
@@ -598,18 +597,15 @@ draw_preact (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer 
     .y_label = "share",
     .y_percent = true,
   };
-  expert_histogram_plot_render (cr, width, height, &plot, &style, NULL);
+  expert_histogram_plot_render (cr, width, height, &plot, style, NULL);
 }
 
 static void
-draw_logit (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+render_logit (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
 {
   PeerExpertInspector *self = data;
   if (!self->inspection)
     return;
-  PlotStyle style;
-  g_autofree char *family = NULL;
-  plot_style_for_widget (GTK_WIDGET (area), &style, &family);
   ExpertLogitPlot plot = {
     .n = self->n_byte_rows,
     .n_up = self->n_bytes_up,
@@ -620,7 +616,295 @@ draw_logit (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer d
     .title = "Bytes v pushes up and down",
     .x_label = "direct logit effect",
   };
-  expert_logit_plot_render (cr, width, height, &plot, &style, NULL);
+  expert_logit_plot_render (cr, width, height, &plot, style, NULL);
+}
+
+static void
+draw_plot (GtkDrawingArea *area, cairo_t *cr, int width, int height, PlotRenderFunc render,
+           gpointer data)
+{
+  PlotStyle style;
+  g_autofree char *family = NULL;
+  plot_style_for_widget (GTK_WIDGET (area), &style, &family);
+  render (cr, width, height, &style, data);
+}
+
+static void
+draw_usage (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+{
+  draw_plot (area, cr, width, height, render_usage, data);
+}
+
+static void
+draw_activation (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+{
+  draw_plot (area, cr, width, height, render_activation, data);
+}
+
+static void
+draw_preact (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+{
+  draw_plot (area, cr, width, height, render_preact, data);
+}
+
+static void
+draw_logit (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
+{
+  draw_plot (area, cr, width, height, render_logit, data);
+}
+
+/* ---- export --------------------------------------------------------------------------------- */
+
+/* The style the drawing area draws with on screen. */
+static const PlotStyle *
+area_style (PeerExpertInspector *self, GtkDrawingArea *area)
+{
+  plot_style_for_widget (GTK_WIDGET (area), &self->export_style, &self->export_font_family);
+  return &self->export_style;
+}
+
+static const PlotStyle *
+usage_style (gpointer data)
+{
+  PeerExpertInspector *self = data;
+  return area_style (self, self->usage_area);
+}
+
+static const PlotStyle *
+activation_style (gpointer data)
+{
+  PeerExpertInspector *self = data;
+  return area_style (self, self->activation_area);
+}
+
+static const PlotStyle *
+preact_style (gpointer data)
+{
+  PeerExpertInspector *self = data;
+  return area_style (self, self->preact_area);
+}
+
+static const PlotStyle *
+logit_style (gpointer data)
+{
+  PeerExpertInspector *self = data;
+  return area_style (self, self->logit_area);
+}
+
+static const expert_inspection *
+shown_inspection (PeerExpertInspector *self, GError **error)
+{
+  if (self->inspection)
+    return &self->inspection->details;
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+               "The expert has not been inspected yet, so there are no numbers to export. Wait "
+               "for the inspection to finish, or press Refresh.");
+  return NULL;
+}
+
+static gboolean
+write_usage_csv (const char *path, gpointer data, GError **error)
+{
+  PeerExpertInspector *self = data;
+  if (self->usage_steps->len == 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   "The expert has no usage history yet, so there are no numbers to export. "
+                   "Train the run a few steps and inspect it again.");
+      return FALSE;
+    }
+  PlotCsv *csv = plot_csv_new ();
+  plot_csv_add_text (csv, "step");
+  plot_csv_add_text (csv, "selections_per_step");
+  plot_csv_end_row (csv);
+  for (guint i = 0; i < self->usage_steps->len; i++)
+    {
+      plot_csv_add_double (csv, g_array_index (self->usage_steps, double, i));
+      plot_csv_add_double (csv, g_array_index (self->usage_counts, double, i));
+      plot_csv_end_row (csv);
+    }
+  gboolean ok = plot_csv_save (csv, path, error);
+  plot_csv_free (csv);
+  return ok;
+}
+
+/* The bins' edges: bin b is [lo + b·w, lo + (b + 1)·w), the last one closed. */
+static void
+add_bin_edges (PlotCsv *csv, const expert_histogram *histogram, int b)
+{
+  double w = (histogram->hi - histogram->lo) / histogram->bins;
+  plot_csv_add_double (csv, histogram->lo + b * w);
+  plot_csv_add_double (csv, b + 1 == histogram->bins ? histogram->hi
+                                                     : histogram->lo + (b + 1) * w);
+}
+
+static gboolean
+write_activation_csv (const char *path, gpointer data, GError **error)
+{
+  PeerExpertInspector *self = data;
+  const expert_inspection *in = shown_inspection (self, error);
+  if (!in)
+    return FALSE;
+  const expert_histogram *histogram = in->has_u ? &in->activation : &in->gate;
+  PlotCsv *csv = plot_csv_new ();
+  plot_csv_add_text (csv, "bin_start");
+  plot_csv_add_text (csv, "bin_end");
+  plot_csv_add_text (csv, "selections");
+  plot_csv_end_row (csv);
+  for (int b = 0; b < histogram->bins; b++)
+    {
+      add_bin_edges (csv, histogram, b);
+      plot_csv_add_int (csv, (int64_t) histogram->counts[b]);
+      plot_csv_end_row (csv);
+    }
+  gboolean ok = plot_csv_save (csv, path, error);
+  plot_csv_free (csv);
+  return ok;
+}
+
+static gboolean
+write_preact_csv (const char *path, gpointer data, GError **error)
+{
+  PeerExpertInspector *self = data;
+  const expert_inspection *in = shown_inspection (self, error);
+  if (!in)
+    return FALSE;
+  if (!in->has_u)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   "A product-key memory has no u, so it has no pre-activation to export.");
+      return FALSE;
+    }
+  const expert_histogram *all = &in->preact_all, *chosen = &in->preact_selected;
+  PlotCsv *csv = plot_csv_new ();
+  const char *header[] = { "bin_start", "bin_end", "every_token", "every_token_share", "chosen",
+                           "chosen_share" };
+  for (guint i = 0; i < G_N_ELEMENTS (header); i++)
+    plot_csv_add_text (csv, header[i]);
+  plot_csv_end_row (csv);
+  for (int b = 0; b < all->bins; b++)
+    {
+      add_bin_edges (csv, all, b);
+      plot_csv_add_int (csv, (int64_t) all->counts[b]);
+      plot_csv_add_double (csv, all->total ? (double) all->counts[b] / all->total : 0.0);
+      plot_csv_add_int (csv, (int64_t) chosen->counts[b]);
+      plot_csv_add_double (csv, chosen->total ? (double) chosen->counts[b] / chosen->total : 0.0);
+      plot_csv_end_row (csv);
+    }
+  gboolean ok = plot_csv_save (csv, path, error);
+  plot_csv_free (csv);
+  return ok;
+}
+
+static gboolean
+write_logit_csv (const char *path, gpointer data, GError **error)
+{
+  PeerExpertInspector *self = data;
+  const expert_inspection *in = shown_inspection (self, error);
+  if (!in)
+    return FALSE;
+  PlotCsv *csv = plot_csv_new ();
+  const char *header[] = { "direction", "rank", "byte", "label", "logit_effect" };
+  for (guint i = 0; i < G_N_ELEMENTS (header); i++)
+    plot_csv_add_text (csv, header[i]);
+  plot_csv_end_row (csv);
+  int n = MIN (in->settings.top_bytes, TOP_BYTES);
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++)
+      {
+        int byte = pass == 0 ? in->pushed_up[i] : in->pushed_down[i];
+        char label[16];
+        describe_byte ((guint8) byte, label, sizeof label);
+        plot_csv_add_text (csv, pass == 0 ? "up" : "down");
+        plot_csv_add_int (csv, i);
+        plot_csv_add_int (csv, byte);
+        plot_csv_add_text (csv, label);
+        plot_csv_add_float (csv, in->logit_effect[byte]);
+        plot_csv_end_row (csv);
+      }
+  gboolean ok = plot_csv_save (csv, path, error);
+  plot_csv_free (csv);
+  return ok;
+}
+
+static const PeerExportKind usage_export = {
+  .title = "Usage over Training",
+  .file_stem = "expert-usage",
+  .render = render_usage,
+  .get_style = usage_style,
+  .data = {
+      { .label = "Usage (CSV)",
+        .description = "The expert's selections per step over training, one row per interval: "
+                       "step, selections_per_step.",
+        .extension = "csv",
+        .write = write_usage_csv },
+  },
+};
+
+static const PeerExportKind activation_export = {
+  .title = "Activation When Chosen",
+  .file_stem = "expert-activation",
+  .render = render_activation,
+  .get_style = activation_style,
+  .data = {
+      { .label = "Histogram (CSV)",
+        .description = "The histogram of σ(uᵀx) (the gate, for a product-key memory) over the "
+                       "tokens that chose the expert, one row per bin: bin_start, bin_end, "
+                       "selections.",
+        .extension = "csv",
+        .write = write_activation_csv },
+  },
+};
+
+static const PeerExportKind preact_export = {
+  .title = "Pre-activation",
+  .file_stem = "expert-preactivation",
+  .render = render_preact,
+  .get_style = preact_style,
+  .data = {
+      { .label = "Histogram (CSV)",
+        .description = "The histograms of uᵀx over every token and over the tokens that chose "
+                       "the expert, one row per bin: bin_start, bin_end, each count and its "
+                       "share of its total.",
+        .extension = "csv",
+        .write = write_preact_csv },
+  },
+};
+
+static const PeerExportKind logit_export = {
+  .title = "Bytes Pushed Up and Down",
+  .file_stem = "expert-logit-effect",
+  .render = render_logit,
+  .get_style = logit_style,
+  .data = {
+      { .label = "Logit effects (CSV)",
+        .description = "The bytes v pushes up most and down most, one row each: direction, "
+                       "rank, byte, label and the direct logit effect.",
+        .extension = "csv",
+        .write = write_logit_csv },
+  },
+};
+
+/* The plot last clicked, else the first one shown. */
+static void
+export_plot (PeerExpertInspector *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkWidget *plot = peer_export_find_plot (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                           GTK_WIDGET (self));
+  if (plot)
+    peer_export_dialog_present (plot);
+}
+
+static gboolean
+on_export_shortcut (GtkWidget *widget, GVariant *args, gpointer data)
+{
+  PeerExpertInspector *self = data;
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->export_button)) ||
+      !gtk_widget_is_drawable (GTK_WIDGET (self->export_button)))
+    return FALSE;
+  export_plot (self);
+  return TRUE;
 }
 
 /* ---- head filter ----------------------------------------------------------------------------- */
@@ -786,6 +1070,7 @@ peer_expert_inspector_finalize (GObject *object)
   g_clear_pointer (&self->ablation, peer_expert_inspection_free);
   g_array_unref (self->usage_steps);
   g_array_unref (self->usage_counts);
+  g_free (self->export_font_family);
   G_OBJECT_CLASS (peer_expert_inspector_parent_class)->finalize (object);
 }
 
@@ -819,6 +1104,7 @@ peer_expert_inspector_class_init (PeerExpertInspectorClass *klass)
   gtk_widget_class_bind_template_child (widget_class, PeerExpertInspector, subtitle_label);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertInspector, head_dropdown);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertInspector, refresh_button);
+  gtk_widget_class_bind_template_child (widget_class, PeerExpertInspector, export_button);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertInspector, u_norm_label);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertInspector, u_norm_caption);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertInspector, v_norm_label);
@@ -855,6 +1141,20 @@ peer_expert_inspector_init (PeerExpertInspector *self)
   gtk_drawing_area_set_draw_func (self->activation_area, draw_activation, self, NULL);
   gtk_drawing_area_set_draw_func (self->preact_area, draw_preact, self, NULL);
   gtk_drawing_area_set_draw_func (self->logit_area, draw_logit, self, NULL);
+  peer_export_attach (GTK_WIDGET (self->usage_area), NULL, &usage_export, self);
+  peer_export_attach (GTK_WIDGET (self->activation_area), NULL, &activation_export, self);
+  peer_export_attach (GTK_WIDGET (self->preact_area), NULL, &preact_export, self);
+  peer_export_attach (GTK_WIDGET (self->logit_area), NULL, &logit_export, self);
+  g_signal_connect_swapped (self->export_button, "clicked", G_CALLBACK (export_plot), self);
+  /* Ctrl+E anywhere in the inspector's window, as in the main window. */
+  GtkEventController *shortcuts = gtk_shortcut_controller_new ();
+  gtk_shortcut_controller_set_scope (GTK_SHORTCUT_CONTROLLER (shortcuts),
+                                     GTK_SHORTCUT_SCOPE_GLOBAL);
+  gtk_shortcut_controller_add_shortcut (
+      GTK_SHORTCUT_CONTROLLER (shortcuts),
+      gtk_shortcut_new (gtk_keyval_trigger_new (GDK_KEY_e, GDK_CONTROL_MASK),
+                        gtk_callback_action_new (on_export_shortcut, self, NULL)));
+  gtk_widget_add_controller (GTK_WIDGET (self), shortcuts);
 }
 
 GtkWidget *

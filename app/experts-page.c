@@ -4,7 +4,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "expert-grid-csv.h"
 #include "expert-heatmap.h"
+#include "export-dialog.h"
 #include "format.h"
 
 /* A training run changes its statistics every step: the map asks for them at most this often,
@@ -54,6 +56,7 @@ struct _PeerExpertsPage {
   GtkToggleButton *linear_button;
   GtkToggleButton *log_button;
   GtkButton *measure_button;
+  GtkButton *export_button;
   GtkLabel *status_label;
   PeerExpertHeatmap *heatmap;
   GtkGrid *usage_grid;
@@ -622,6 +625,62 @@ on_map (PeerExpertsPage *self)
   schedule_refresh (self, FALSE);
 }
 
+/* ---- export --------------------------------------------------------------------------------- */
+
+/* The map as the widget draws it: its grid, scale, marks and the cells in view. */
+static void
+render_heatmap (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
+{
+  PeerExpertsPage *self = data;
+  ExpertHeatmapView view;
+  peer_expert_heatmap_get_view (self->heatmap, &view);
+  expert_heatmap_render (cr, width, height, peer_expert_heatmap_get_model (self->heatmap), &view,
+                         style, NULL, NULL);
+}
+
+static const PlotStyle *
+heatmap_style (gpointer data)
+{
+  PeerExpertsPage *self = data;
+  return peer_expert_heatmap_get_style (self->heatmap);
+}
+
+/* Every expert of the grid on the map, whatever the view and the metric shown. */
+static gboolean
+write_expert_grid (const char *path, gpointer data, GError **error)
+{
+  PeerExpertsPage *self = data;
+  const PeerExpertGrid *grid = self->grid;
+  if (!grid || grid->tokens <= 0.0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   "The map shows no grid of experts, so there are no numbers to export. Choose "
+                   "a window with tokens in it (train the run, or measure the validation text) "
+                   "first.");
+      return FALSE;
+    }
+  PlotCsv *csv = plot_csv_new ();
+  expert_grid_csv_add (csv, grid->side, grid->count, grid->gate_mass, grid->mean_activation);
+  gboolean ok = plot_csv_save (csv, path, error);
+  plot_csv_free (csv);
+  return ok;
+}
+
+static const PeerExportKind heatmap_export = {
+  .title = "Expert Map",
+  .file_stem = "expert-map",
+  .render = render_heatmap,
+  .get_style = heatmap_style,
+  .data = {
+      { .label = "Expert grid (CSV)",
+        .description = "Every expert of the layer and window shown, one row each: expert id, "
+                       "row a, column b, selections, gate mass z′ and mean activation (empty "
+                       "for an expert never selected).",
+        .extension = "csv",
+        .write = write_expert_grid },
+  },
+};
+
 /* ---- public --------------------------------------------------------------------------------- */
 
 void
@@ -795,6 +854,7 @@ peer_experts_page_class_init (PeerExpertsPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, PeerExpertsPage, linear_button);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertsPage, log_button);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertsPage, measure_button);
+  gtk_widget_class_bind_template_child (widget_class, PeerExpertsPage, export_button);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertsPage, status_label);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertsPage, heatmap);
   gtk_widget_class_bind_template_child (widget_class, PeerExpertsPage, usage_grid);
@@ -823,6 +883,8 @@ peer_experts_page_init (PeerExpertsPage *self)
   /* The scale the template's toggles start on; log by default, where a grid of counts spanning
    * decades shows its structure. */
   on_scale_toggled (self);
+  peer_export_attach (GTK_WIDGET (self->heatmap), GTK_WIDGET (self->export_button),
+                      &heatmap_export, self);
   g_signal_connect (self, "map", G_CALLBACK (on_map), NULL);
   update (self);
 }

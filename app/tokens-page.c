@@ -4,8 +4,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "export-dialog.h"
 #include "format.h"
 #include "retrieval-path-data.h"
+#include "retrieval-path-json.h"
 #include "retrieval-path.h"
 #include "token-strip.h"
 #include "token-text.h"
@@ -52,6 +54,7 @@ struct _PeerTokensPage {
   GtkDropDown *layer_dropdown;
   GtkDropDown *head_dropdown;
   GtkLabel *path_hint_label;
+  GtkButton *path_export_button;
   PeerRetrievalPath *path_view;
 
   GtkLabel *prediction_byte[PREDICTION_ROWS];
@@ -301,6 +304,70 @@ show_path (PeerTokensPage *self, int t)
   retrieval_path_data_from_trace (&data, drawn, &view, first, count, paths->kind == FFN_PKM);
   peer_retrieval_path_set_data (self->path_view, &data);
 }
+
+/* ---- export --------------------------------------------------------------------------------- */
+
+/* The path as the widget draws it, without the emphasis the pointer gives an expert. */
+static void
+render_path (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
+{
+  PeerTokensPage *self = data;
+  const RetrievalPathData *shown = peer_retrieval_path_get_data (self->path_view);
+  RetrievalPathData picture = { .highlight_head = -1, .highlight_rank = -1 };
+  if (shown)
+    {
+      picture = *shown;
+      picture.highlight_head = -1;
+      picture.highlight_rank = -1;
+    }
+  retrieval_path_render (cr, width, height, &picture, style);
+}
+
+static const PlotStyle *
+path_style (gpointer data)
+{
+  PeerTokensPage *self = data;
+  return peer_retrieval_path_get_style (self->path_view);
+}
+
+/* The current token's whole path through the layer shown, every head. */
+static gboolean
+write_path_json (const char *path, gpointer data, GError **error)
+{
+  PeerTokensPage *self = data;
+  const PeerTokenAnalysis *a = self->analysis;
+  int t = peer_token_strip_get_position (self->token_strip);
+  if (!a || self->slot < 0 || t < 0 || t >= a->n_tokens)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   "No retrieval path is shown, so there is none to export. Read a text with a "
+                   "model that has a PEER or PKM layer, then choose a token.");
+      return FALSE;
+    }
+  const PeerTokenLayerPaths *paths = &a->layers[self->slot];
+  g_autofree peer_head_trace *heads = g_new (peer_head_trace, paths->cfg.heads);
+  peer_token_trace view;
+  peer_token_analysis_get_path (a, self->slot, t, &view, heads);
+  return retrieval_path_save_json (path, &view, paths->layer,
+                                   paths->kind == FFN_PKM ? "PKM" : "PEER", t, a->bytes[t],
+                                   error);
+}
+
+static const PeerExportKind path_export = {
+  .title = "Retrieval Path",
+  .file_stem = "retrieval-path",
+  .render = render_path,
+  .get_style = path_style,
+  .data = {
+      { .label = "Retrieval path (JSON)",
+        .description = "The current token's path through the layer shown, every head: its "
+                       "query, the scores of both halves' sub-keys and their top k, the k × k "
+                       "candidates and each chosen expert with its score, gate, activation and "
+                       "contribution.",
+        .extension = "json",
+        .write = write_path_json },
+  },
+};
 
 static void
 show_token (PeerTokensPage *self)
@@ -877,6 +944,7 @@ peer_tokens_page_class_init (PeerTokensPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, PeerTokensPage, head_dropdown);
   gtk_widget_class_bind_template_child (widget_class, PeerTokensPage, path_hint_label);
   gtk_widget_class_bind_template_child (widget_class, PeerTokensPage, path_view);
+  gtk_widget_class_bind_template_child (widget_class, PeerTokensPage, path_export_button);
   gtk_widget_class_bind_template_callback (widget_class, on_source_toggled);
   gtk_widget_class_bind_template_callback (widget_class, on_passage_changed);
   gtk_widget_class_bind_template_callback (widget_class, on_random_passage);
@@ -900,6 +968,8 @@ peer_tokens_page_init (PeerTokensPage *self)
   self->head = 0;
   gtk_widget_init_template (GTK_WIDGET (self));
   build_prediction_rows (self);
+  peer_export_attach (GTK_WIDGET (self->path_view), GTK_WIDGET (self->path_export_button),
+                      &path_export, self);
   gtk_text_buffer_set_text (gtk_text_view_get_buffer (self->text_view), DEFAULT_TEXT, -1);
   g_signal_connect_swapped (self, "map", G_CALLBACK (read_if_nothing_shown), self);
   fill_layers (self, -1);

@@ -302,6 +302,7 @@ make_rows (PeerExperimentsPage *self, const experiment *ex)
   g_ptr_array_set_size (self->row_bars, 0);
   self->rows_for = ex;
   self->tables_signature = -1;
+  self->plot_signature = 0; /* another experiment: drawn again whatever it holds */
   for (int i = 0; ex && i < ex->n_variants; i++)
     {
       GtkWidget *row = adw_action_row_new ();
@@ -418,7 +419,7 @@ show_view (PeerExperimentsPage *self)
   PeerExperimentUpdate *update;
   const experiment_result *results;
   const experiment *ex = view_of (self, &results, &update);
-  if (ex != self->rows_for)
+  if (ex != self->rows_for || (ex && (int) self->rows->len != ex->n_variants))
     make_rows (self, ex);
   int finished = 0;
   for (int i = 0; ex && i < ex->n_variants; i++)
@@ -470,6 +471,8 @@ drop_session (PeerExperimentsPage *self)
   g_clear_signal_handler (&self->update_handler, self->session);
   peer_experiment_session_shutdown (self->session);
   g_clear_object (&self->session);
+  /* Its experiment is gone: the next one may be allocated where it was. */
+  self->rows_for = NULL;
 }
 
 void
@@ -543,6 +546,7 @@ on_preview_read (GObject *source, GAsyncResult *result, gpointer data)
   PeerExperimentsPage *self = PEER_EXPERIMENTS_PAGE (source);
   g_clear_pointer (&self->preview, preview_free);
   self->preview = preview;
+  self->rows_for = NULL;
   if (preview && preview->ex)
     {
       self->showing_suite = TRUE;
@@ -577,6 +581,7 @@ peer_experiments_page_set_folder (PeerExperimentsPage *self, const char *folder)
   self->folder_chosen = TRUE;
   drop_session (self);
   g_clear_pointer (&self->preview, preview_free);
+  self->rows_for = NULL;
   show_view (self);
   load_preview (self);
 }
@@ -605,6 +610,7 @@ on_suite_changed (PeerExperimentsPage *self)
   self->folder = default_folder (selected_suite (self));
   drop_session (self);
   g_clear_pointer (&self->preview, preview_free);
+  self->rows_for = NULL;
   show_view (self);
   load_preview (self);
 }

@@ -120,6 +120,7 @@ peer_application_startup (GApplication *application)
   set_accels (app, "win.page::training", "<Alt>1", NULL);
   set_accels (app, "win.page::experts", "<Alt>2", NULL);
   set_accels (app, "win.page::tokens", "<Alt>3", NULL);
+  set_accels (app, "win.page::experiments", "<Alt>4", NULL);
 }
 
 static PeerWindow *
@@ -181,9 +182,10 @@ peer_application_handle_local_options (GApplication *application, GVariantDict *
   if (g_variant_dict_lookup (options, "page", "&s", &page))
     {
       if (g_strcmp0 (page, "training") != 0 && g_strcmp0 (page, "experts") != 0 &&
-          g_strcmp0 (page, "tokens") != 0)
+          g_strcmp0 (page, "tokens") != 0 && g_strcmp0 (page, "experiments") != 0)
         {
-          g_printerr ("peer-workbench: --page %s: use training, experts or tokens\n", page);
+          g_printerr ("peer-workbench: --page %s: use training, experts, tokens or experiments\n",
+                      page);
           return 1;
         }
       g_free (self->page);
@@ -227,7 +229,7 @@ peer_application_init (PeerApplication *self)
     { "start", 0, 0, G_OPTION_ARG_NONE, NULL,
       "Start training the default run (or the first run given) as soon as it is ready", NULL },
     { "page", 0, 0, G_OPTION_ARG_STRING, NULL,
-      "Open the window on a page: training (the default), experts or tokens", "PAGE" },
+      "Open the window on a page: training (the default), experts, tokens or experiments", "PAGE" },
     { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and exit", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };

@@ -2,9 +2,11 @@
 
 #include <adwaita.h>
 #include <math.h>
+#include <string.h>
 
 #include "experiment-figure.h"
 #include "experiment-session.h"
+#include "export-dialog.h"
 #include "format.h"
 #include "thread-pool.h"
 
@@ -58,6 +60,8 @@ struct _PeerExperimentsPage {
   GtkLabel *status_label;
   GtkProgressBar *suite_progress;
   GtkDrawingArea *plot_area;
+  GtkButton *export_button;
+  PlotStyle style; /* the plot's, as last drawn */
   GtkGrid *methods_grid;
   GtkGrid *norm_grid;
   GtkListBox *variant_list;
@@ -134,6 +138,97 @@ plot_style (PeerExperimentsPage *self, PlotStyle *style)
   style->font_size *= PLOT_FONT_SCALE;
 }
 
+/* The figure of the experiment shown, or its empty frame: what the page draws and exports. */
+static void
+render_plot (cairo_t *cr, double width, double height, const PlotStyle *style, void *data)
+{
+  PeerExperimentsPage *self = data;
+  PeerExperimentUpdate *update;
+  const experiment_result *results;
+  const experiment *ex = view_of (self, &results, &update);
+  if (ex)
+    {
+      experiment_figure *figure = experiment_figure_new (ex, results, EXPERIMENT_FIGURE_OVERVIEW, 0);
+      size_t n_panels;
+      const ExperimentPlotPanel *panels = experiment_figure_get_panels (figure, &n_panels);
+      experiment_plot_render (cr, width, height, panels, n_panels, style, NULL);
+      experiment_figure_free (figure);
+    }
+  else
+    {
+      const ExperimentPlotPanel empty = {
+        .x_label = "training FLOPs", .y_label = "validation loss (nats per byte)",
+        .log_x = true, .x_numbers = PLOT_NUMBER_SCIENTIFIC,
+        .empty_text = "Start a suite to see its variants' validation loss here",
+      };
+      experiment_plot_render (cr, width, height, &empty, 1, style, NULL);
+    }
+}
+
+static const PlotStyle *
+export_style (gpointer data)
+{
+  PeerExperimentsPage *self = data;
+  plot_style (self, &self->style);
+  return &self->style;
+}
+
+/* The results of the experiment shown, as text made by make (CSV or Markdown). */
+static gboolean
+write_results (const char *path, PeerExperimentsPage *self, char *(*make) (const experiment_results *),
+               GError **error)
+{
+  PeerExperimentUpdate *update;
+  const experiment_result *results;
+  const experiment *ex = view_of (self, &results, &update);
+  if (!ex || !results)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                           "There are no results yet: start or open a suite first");
+      return FALSE;
+    }
+  experiment_results view = { .ex = ex, .results = (experiment_result *) results };
+  g_autofree char *text = make (&view);
+  if (!text)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED, "Out of memory");
+      return FALSE;
+    }
+  return plot_export_save (path, text, strlen (text), error);
+}
+
+static gboolean
+write_results_csv (const char *path, gpointer data, GError **error)
+{
+  return write_results (path, data, experiment_results_csv, error);
+}
+
+static gboolean
+write_results_markdown (const char *path, gpointer data, GError **error)
+{
+  return write_results (path, data, experiment_results_markdown, error);
+}
+
+static const PeerExportKind experiment_plot_export = {
+  .title = "Experiment Results",
+  .file_stem = "experiment",
+  .render = render_plot,
+  .get_style = export_style,
+  .data = {
+      { .label = "Results (CSV)",
+        .description = "One row per variant with every number: its shape, steps, training "
+                       "FLOPs, validation loss, perplexity, bits per byte, usage and "
+                       "unevenness.",
+        .extension = "csv",
+        .write = write_results_csv },
+      { .label = "Tables (Markdown)",
+        .description = "The tables the page shows: the methods at equal compute, and the "
+                       "query-norm, number-of-experts and active-experts ablations.",
+        .extension = "md",
+        .write = write_results_markdown },
+  },
+};
+
 /* Draws the figure into a cached image when the data or the size changed, then paints it. */
 static void
 draw_plot (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer data)
@@ -148,29 +243,8 @@ draw_plot (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer da
           cairo_image_surface_create (CAIRO_FORMAT_ARGB32, width * scale, height * scale);
       cairo_surface_set_device_scale (self->plot_cache, scale, scale);
       cairo_t *image = cairo_create (self->plot_cache);
-      PlotStyle style;
-      plot_style (self, &style);
-      PeerExperimentUpdate *update;
-      const experiment_result *results;
-      const experiment *ex = view_of (self, &results, &update);
-      if (ex)
-        {
-          experiment_figure *figure =
-              experiment_figure_new (ex, results, EXPERIMENT_FIGURE_OVERVIEW, 0);
-          size_t n_panels;
-          const ExperimentPlotPanel *panels = experiment_figure_get_panels (figure, &n_panels);
-          experiment_plot_render (image, width, height, panels, n_panels, &style, NULL);
-          experiment_figure_free (figure);
-        }
-      else
-        {
-          const ExperimentPlotPanel empty = {
-            .x_label = "training FLOPs", .y_label = "validation loss (nats per byte)",
-            .log_x = true, .x_numbers = PLOT_NUMBER_SCIENTIFIC,
-            .empty_text = "Start a suite to see its variants' validation loss here",
-          };
-          experiment_plot_render (image, width, height, &empty, 1, &style, NULL);
-        }
+      plot_style (self, &self->style);
+      render_plot (image, width, height, &self->style, self);
       cairo_destroy (image);
       self->cache_version = self->plot_version;
       self->cache_width = width;
@@ -695,6 +769,7 @@ peer_experiments_page_class_init (PeerExperimentsPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, PeerExperimentsPage, status_label);
   gtk_widget_class_bind_template_child (widget_class, PeerExperimentsPage, suite_progress);
   gtk_widget_class_bind_template_child (widget_class, PeerExperimentsPage, plot_area);
+  gtk_widget_class_bind_template_child (widget_class, PeerExperimentsPage, export_button);
   gtk_widget_class_bind_template_child (widget_class, PeerExperimentsPage, methods_grid);
   gtk_widget_class_bind_template_child (widget_class, PeerExperimentsPage, norm_grid);
   gtk_widget_class_bind_template_child (widget_class, PeerExperimentsPage, variant_list);
@@ -712,6 +787,8 @@ peer_experiments_page_init (PeerExperimentsPage *self)
   self->tables_signature = -1;
   gtk_widget_init_template (GTK_WIDGET (self));
   gtk_drawing_area_set_draw_func (self->plot_area, draw_plot, self, NULL);
+  peer_export_attach (GTK_WIDGET (self->plot_area), GTK_WIDGET (self->export_button),
+                      &experiment_plot_export, self);
   self->folder = default_folder (selected_suite (self));
   show_view (self);
   load_preview (self);

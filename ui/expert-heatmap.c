@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "plot-widget-style.h"
+
 #define MIN_WIDTH 280
 #define MIN_HEIGHT 220
 #define NATURAL_WIDTH 640
@@ -124,50 +126,12 @@ static void update_image(PeerExpertHeatmap *self)
     self->image_stale = FALSE;
 }
 
-static PlotColor plot_color_from_rgba(const GdkRGBA *rgba)
-{
-    return (PlotColor){rgba->red, rgba->green, rgba->blue, rgba->alpha};
-}
-
 /* The theme's text colour and view background, so the map follows the dark style, and the
  * widget's font. */
 static void update_style(PeerExpertHeatmap *self)
 {
-    GtkWidget *widget = GTK_WIDGET(self);
-    GtkStyleContext *context = gtk_widget_get_style_context(widget);
-    GdkRGBA foreground_rgba, background_rgba;
-    gtk_style_context_get_color(context, &foreground_rgba);
-    PlotColor foreground = plot_color_from_rgba(&foreground_rgba);
-    gboolean dark = plot_color_luminance(foreground) > 0.5;
-    if (dark)
-        plot_style_init_dark(&self->style);
-    else
-        plot_style_init_light(&self->style);
-    self->style.foreground = foreground;
-    if (gtk_style_context_lookup_color(context, "view_bg_color", &background_rgba) ||
-        gtk_style_context_lookup_color(context, "theme_base_color", &background_rgba))
-        self->style.background = plot_color_from_rgba(&background_rgba);
-    self->style.grid = plot_color_mix(self->style.background, foreground, dark ? 0.16 : 0.12);
-    self->style.grid.alpha = 1.0;
-
-    const PangoFontDescription *font =
-        pango_context_get_font_description(gtk_widget_get_pango_context(widget));
-    g_free(self->font_family);
-    self->font_family = g_strdup(font ? pango_font_description_get_family(font) : NULL);
-    if (self->font_family)
-        self->style.font_family = self->font_family;
-    if (font && pango_font_description_get_size(font) > 0) {
-        double size = (double)pango_font_description_get_size(font) / PANGO_SCALE;
-        if (pango_font_description_get_size_is_absolute(font))
-            size *= 72.0 / 96.0;
-        self->style.font_size = size * FONT_SCALE;
-    }
+    plot_style_from_widget(&self->style, &self->font_family, GTK_WIDGET(self), FONT_SCALE);
     self->style_known = TRUE;
-}
-
-static gboolean same_color(PlotColor a, PlotColor b)
-{
-    return a.red == b.red && a.green == b.green && a.blue == b.blue && a.alpha == b.alpha;
 }
 
 static void peer_expert_heatmap_css_changed(GtkWidget *widget, GtkCssStyleChange *change)
@@ -178,10 +142,10 @@ static void peer_expert_heatmap_css_changed(GtkWidget *widget, GtkCssStyleChange
     g_autofree char *family_before = g_strdup(self->font_family);
     gboolean known_before = self->style_known;
     update_style(self);
-    if (!known_before || !same_color(before.background, self->style.background) ||
-        !same_color(before.foreground, self->style.foreground))
+    if (!known_before || !plot_color_equal(before.background, self->style.background) ||
+        !plot_color_equal(before.foreground, self->style.foreground))
         invalidate_image(self);
-    else if (!same_color(before.grid, self->style.grid) ||
+    else if (!plot_color_equal(before.grid, self->style.grid) ||
              before.font_size != self->style.font_size ||
              g_strcmp0(family_before, self->font_family) != 0)
         invalidate_frame(self);

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "plot-widget-style.h"
+
 #define MIN_WIDTH 320
 #define MIN_HEIGHT 200
 /* Labels a little smaller than the body text, as in the loss plot. */
@@ -116,42 +118,9 @@ const RetrievalPathData *peer_retrieval_path_get_data(PeerRetrievalPath *self)
 
 /* ---- style ----------------------------------------------------------------------------------- */
 
-static PlotColor plot_color_from_rgba(const GdkRGBA *rgba)
-{
-    return (PlotColor){rgba->red, rgba->green, rgba->blue, rgba->alpha};
-}
-
 static void update_style(PeerRetrievalPath *self)
 {
-    GtkWidget *widget = GTK_WIDGET(self);
-    GtkStyleContext *context = gtk_widget_get_style_context(widget);
-    GdkRGBA foreground_rgba, background_rgba;
-    gtk_style_context_get_color(context, &foreground_rgba);
-    PlotColor foreground = plot_color_from_rgba(&foreground_rgba);
-    gboolean dark = plot_color_luminance(foreground) > 0.5;
-    if (dark)
-        plot_style_init_dark(&self->style);
-    else
-        plot_style_init_light(&self->style);
-    self->style.foreground = foreground;
-    if (gtk_style_context_lookup_color(context, "view_bg_color", &background_rgba) ||
-        gtk_style_context_lookup_color(context, "theme_base_color", &background_rgba))
-        self->style.background = plot_color_from_rgba(&background_rgba);
-    self->style.grid = plot_color_mix(self->style.background, foreground, dark ? 0.16 : 0.12);
-    self->style.grid.alpha = 1.0;
-
-    const PangoFontDescription *font =
-        pango_context_get_font_description(gtk_widget_get_pango_context(widget));
-    g_free(self->font_family);
-    self->font_family = g_strdup(font ? pango_font_description_get_family(font) : NULL);
-    if (self->font_family)
-        self->style.font_family = self->font_family;
-    if (font && pango_font_description_get_size(font) > 0) {
-        double size = (double)pango_font_description_get_size(font) / PANGO_SCALE;
-        if (pango_font_description_get_size_is_absolute(font))
-            size *= 72.0 / 96.0;
-        self->style.font_size = size * FONT_SCALE;
-    }
+    plot_style_from_widget(&self->style, &self->font_family, GTK_WIDGET(self), FONT_SCALE);
     self->style_known = TRUE;
 }
 

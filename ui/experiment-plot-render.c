@@ -300,41 +300,28 @@ static void frame_compute(PlotText *text, const PlotStyle *style, const Experime
     }
 }
 
-static double crisp(double coordinate)
+static double layout_x_to_pixel(const void *layout, double x)
 {
-    return floor(coordinate) + 0.5;
+    return experiment_plot_layout_x_to_pixel(layout, x);
+}
+
+static double layout_y_to_pixel(const void *layout, double y)
+{
+    return experiment_plot_layout_y_to_pixel(layout, y);
 }
 
 static void draw_grid(cairo_t *cr, const Frame *frame, const PlotStyle *style)
 {
     const ExperimentPlotLayout *l = &frame->layout;
-    cairo_set_line_width(cr, 1.0);
-    for (int pass = 0; pass < 2; pass++) {
-        bool major = pass == 1;
-        plot_set_source_color_alpha(cr, style->grid, major ? 1.0 : 0.45);
-        for (size_t i = 0; i < frame->x_ticks.n; i++) {
-            if (frame->x_ticks.ticks[i].major != major)
-                continue;
-            double x = crisp(experiment_plot_layout_x_to_pixel(l, frame->x_ticks.ticks[i].value));
-            cairo_move_to(cr, x, l->y);
-            cairo_line_to(cr, x, l->y + l->height);
-        }
-        for (size_t i = 0; i < frame->y_ticks.n; i++) {
-            if (frame->y_ticks.ticks[i].major != major)
-                continue;
-            double y = crisp(experiment_plot_layout_y_to_pixel(l, frame->y_ticks.ticks[i].value));
-            cairo_move_to(cr, l->x, y);
-            cairo_line_to(cr, l->x + l->width, y);
-        }
-        cairo_stroke(cr);
-    }
+    plot_draw_grid(cr, style, l->x, l->y, l->width, l->height, &frame->x_ticks, &frame->y_ticks,
+                   layout_x_to_pixel, layout_y_to_pixel, l);
 }
 
 static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame,
                       const ExperimentPlotPanel *panel, const PlotStyle *style)
 {
     const ExperimentPlotLayout *l = &frame->layout;
-    double left = crisp(l->x), bottom = crisp(l->y + l->height);
+    double left = plot_crisp(l->x), bottom = plot_crisp(l->y + l->height);
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color_alpha(cr, style->foreground, AXIS_ALPHA);
     cairo_move_to(cr, left, l->y);
@@ -342,13 +329,13 @@ static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame,
     cairo_line_to(cr, l->x + l->width, bottom);
     for (size_t i = 0; i < frame->x_ticks.n; i++) {
         double length = frame->x_ticks.ticks[i].major ? frame->tick_length : frame->tick_length / 2;
-        double x = crisp(experiment_plot_layout_x_to_pixel(l, frame->x_ticks.ticks[i].value));
+        double x = plot_crisp(experiment_plot_layout_x_to_pixel(l, frame->x_ticks.ticks[i].value));
         cairo_move_to(cr, x, bottom);
         cairo_line_to(cr, x, bottom + length);
     }
     for (size_t i = 0; i < frame->y_ticks.n; i++) {
         double length = frame->y_ticks.ticks[i].major ? frame->tick_length : frame->tick_length / 2;
-        double y = crisp(experiment_plot_layout_y_to_pixel(l, frame->y_ticks.ticks[i].value));
+        double y = plot_crisp(experiment_plot_layout_y_to_pixel(l, frame->y_ticks.ticks[i].value));
         cairo_move_to(cr, left, y);
         cairo_line_to(cr, left - length, y);
     }

@@ -489,11 +489,6 @@ void expert_heatmap_layout_cell_rect(const ExpertHeatmapLayout *layout, int a, i
 
 /* ---- drawing --------------------------------------------------------------------------------- */
 
-static double crisp(double coordinate)
-{
-    return floor(coordinate) + 0.5;
-}
-
 static PlotColor ring_color(const PlotStyle *style)
 {
     return plot_color_luminance(style->background) < 0.5
@@ -600,7 +595,7 @@ static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame, const Plo
     double tick = round(frame->font * 0.3);
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color(cr, style->grid);
-    cairo_rectangle(cr, crisp(layout->x - 1.0), crisp(layout->y - 1.0), layout->size + 1.0,
+    cairo_rectangle(cr, plot_crisp(layout->x - 1.0), plot_crisp(layout->y - 1.0), layout->size + 1.0,
                     layout->size + 1.0);
     cairo_stroke(cr);
 
@@ -616,14 +611,14 @@ static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame, const Plo
             snprintf(label, sizeof label, "%.0f", fabs(k)); /* never "-0" */
             plot_set_source_color(cr, style->foreground);
             if (axis == 0) {
-                double x = crisp(layout->x + at);
+                double x = plot_crisp(layout->x + at);
                 double y = layout->y + layout->size;
                 cairo_move_to(cr, x, y);
                 cairo_line_to(cr, x, y + tick);
                 cairo_stroke(cr);
                 plot_text_draw(text, label, layout->x + at, y + frame->tick_gap, 0.5, 0.0, 0.0);
             } else {
-                double y = crisp(layout->y + at);
+                double y = plot_crisp(layout->y + at);
                 cairo_move_to(cr, layout->x - tick, y);
                 cairo_line_to(cr, layout->x, y);
                 cairo_stroke(cr);
@@ -682,7 +677,7 @@ static void draw_color_bar(cairo_t *cr, PlotText *text, const Frame *frame,
 
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color(cr, style->grid);
-    cairo_rectangle(cr, crisp(layout->bar_x - 1.0), crisp(layout->bar_y - 1.0),
+    cairo_rectangle(cr, plot_crisp(layout->bar_x - 1.0), plot_crisp(layout->bar_y - 1.0),
                     layout->bar_width + 1.0, layout->bar_height + 1.0);
     cairo_stroke(cr);
 
@@ -694,8 +689,8 @@ static void draw_color_bar(cairo_t *cr, PlotText *text, const Frame *frame,
         if (y < layout->bar_y - 0.5 || y > layout->bar_y + layout->bar_height + 0.5)
             continue;
         plot_set_source_color(cr, style->foreground);
-        cairo_move_to(cr, right, crisp(y));
-        cairo_line_to(cr, right + (t->major ? tick : tick / 2.0), crisp(y));
+        cairo_move_to(cr, right, plot_crisp(y));
+        cairo_line_to(cr, right + (t->major ? tick : tick / 2.0), plot_crisp(y));
         cairo_stroke(cr);
         if (!t->major)
             continue;
@@ -712,7 +707,7 @@ static void draw_color_bar(cairo_t *cr, PlotText *text, const Frame *frame,
     cairo_rectangle(cr, layout->bar_x, frame->swatch_y, layout->bar_width, layout->bar_width);
     cairo_fill(cr);
     plot_set_source_color(cr, style->grid);
-    cairo_rectangle(cr, crisp(layout->bar_x - 1.0), crisp(frame->swatch_y - 1.0),
+    cairo_rectangle(cr, plot_crisp(layout->bar_x - 1.0), plot_crisp(frame->swatch_y - 1.0),
                     layout->bar_width + 1.0, layout->bar_width + 1.0);
     cairo_stroke(cr);
     plot_set_source_color(cr, style->foreground);

@@ -21,12 +21,6 @@ double expert_plot_y_to_pixel(const ExpertPlotLayout *layout, double y)
            (y - layout->y_min) / (layout->y_max - layout->y_min) * layout->height;
 }
 
-/* Pixel-aligned coordinate for a one-unit line, so grid lines and axes stay crisp. */
-static double crisp(double coordinate)
-{
-    return floor(coordinate) + 0.5;
-}
-
 /* ---- the frame every plot shares: title, axes, ticks, labels ---------------------------------- */
 
 typedef struct {
@@ -163,12 +157,12 @@ static void draw_grid(cairo_t *cr, const Frame *frame, const PlotStyle *style)
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color(cr, style->grid);
     for (size_t i = 0; i < frame->x_ticks.n; i++) {
-        double x = crisp(expert_plot_x_to_pixel(layout, frame->x_ticks.ticks[i].value));
+        double x = plot_crisp(expert_plot_x_to_pixel(layout, frame->x_ticks.ticks[i].value));
         cairo_move_to(cr, x, layout->y);
         cairo_line_to(cr, x, layout->y + layout->height);
     }
     for (size_t i = 0; frame->y_axis && i < frame->y_ticks.n; i++) {
-        double y = crisp(expert_plot_y_to_pixel(layout, frame->y_ticks.ticks[i].value));
+        double y = plot_crisp(expert_plot_y_to_pixel(layout, frame->y_ticks.ticks[i].value));
         cairo_move_to(cr, layout->x, y);
         cairo_line_to(cr, layout->x + layout->width, y);
     }
@@ -178,8 +172,8 @@ static void draw_grid(cairo_t *cr, const Frame *frame, const PlotStyle *style)
 static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame, const PlotStyle *style)
 {
     const ExpertPlotLayout *layout = &frame->layout;
-    double left = crisp(layout->x);
-    double bottom = crisp(layout->y + layout->height);
+    double left = plot_crisp(layout->x);
+    double bottom = plot_crisp(layout->y + layout->height);
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color_alpha(cr, style->foreground, AXIS_ALPHA);
     if (frame->y_axis) {
@@ -189,12 +183,12 @@ static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame, const Plo
     cairo_move_to(cr, layout->x, bottom);
     cairo_line_to(cr, layout->x + layout->width, bottom);
     for (size_t i = 0; i < frame->x_ticks.n; i++) {
-        double x = crisp(expert_plot_x_to_pixel(layout, frame->x_ticks.ticks[i].value));
+        double x = plot_crisp(expert_plot_x_to_pixel(layout, frame->x_ticks.ticks[i].value));
         cairo_move_to(cr, x, bottom);
         cairo_line_to(cr, x, bottom + frame->tick_length);
     }
     for (size_t i = 0; frame->y_axis && i < frame->y_ticks.n; i++) {
-        double y = crisp(expert_plot_y_to_pixel(layout, frame->y_ticks.ticks[i].value));
+        double y = plot_crisp(expert_plot_y_to_pixel(layout, frame->y_ticks.ticks[i].value));
         cairo_move_to(cr, left, y);
         cairo_line_to(cr, left - frame->tick_length, y);
     }
@@ -591,7 +585,7 @@ void expert_logit_plot_render(cairo_t *cr, double width, double height, const Ex
     draw_background(cr, frame, style);
     draw_grid(cr, frame, style);
 
-    double zero = crisp(expert_plot_x_to_pixel(l, 0.0));
+    double zero = plot_crisp(expert_plot_x_to_pixel(l, 0.0));
     double bar_height = fmax(1.0, round(lf.row_height * 0.7));
     for (size_t i = 0; i < lf.n; i++) {
         double value = plot->values[i];

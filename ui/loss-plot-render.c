@@ -403,43 +403,29 @@ void loss_plot_layout(cairo_t *cr, double width, double height, const LossPlotMo
     *layout = frame.layout;
 }
 
-/* Pixel-aligned coordinate for a one-unit line, so grid lines and axes stay crisp. */
-static double crisp(double coordinate)
+static double layout_x_to_pixel(const void *layout, double x)
 {
-    return floor(coordinate) + 0.5;
+    return loss_plot_layout_x_to_pixel(layout, x);
+}
+
+static double layout_y_to_pixel(const void *layout, double y)
+{
+    return loss_plot_layout_y_to_pixel(layout, y);
 }
 
 static void draw_grid(cairo_t *cr, const Frame *frame, const PlotStyle *style)
 {
-    const LossPlotLayout *layout = &frame->layout;
-    cairo_set_line_width(cr, 1.0);
-    for (int pass = 0; pass < 2; pass++) {
-        bool major = pass == 1;
-        plot_set_source_color_alpha(cr, style->grid, major ? 1.0 : 0.45);
-        for (size_t i = 0; i < frame->x_ticks.n; i++) {
-            if (frame->x_ticks.ticks[i].major != major)
-                continue;
-            double x = crisp(loss_plot_layout_x_to_pixel(layout, frame->x_ticks.ticks[i].value));
-            cairo_move_to(cr, x, layout->y);
-            cairo_line_to(cr, x, layout->y + layout->height);
-        }
-        for (size_t i = 0; i < frame->y_ticks.n; i++) {
-            if (frame->y_ticks.ticks[i].major != major)
-                continue;
-            double y = crisp(loss_plot_layout_y_to_pixel(layout, frame->y_ticks.ticks[i].value));
-            cairo_move_to(cr, layout->x, y);
-            cairo_line_to(cr, layout->x + layout->width, y);
-        }
-        cairo_stroke(cr);
-    }
+    const LossPlotLayout *l = &frame->layout;
+    plot_draw_grid(cr, style, l->x, l->y, l->width, l->height, &frame->x_ticks, &frame->y_ticks,
+                   layout_x_to_pixel, layout_y_to_pixel, l);
 }
 
 static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame, const LossPlotModel *model,
                       const PlotStyle *style)
 {
     const LossPlotLayout *layout = &frame->layout;
-    double left = crisp(layout->x);
-    double bottom = crisp(layout->y + layout->height);
+    double left = plot_crisp(layout->x);
+    double bottom = plot_crisp(layout->y + layout->height);
 
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color_alpha(cr, style->foreground, AXIS_ALPHA);
@@ -449,14 +435,14 @@ static void draw_axes(cairo_t *cr, PlotText *text, const Frame *frame, const Los
     for (size_t i = 0; i < frame->x_ticks.n; i++) {
         double length =
             frame->x_ticks.ticks[i].major ? frame->tick_length : frame->tick_length / 2.0;
-        double x = crisp(loss_plot_layout_x_to_pixel(layout, frame->x_ticks.ticks[i].value));
+        double x = plot_crisp(loss_plot_layout_x_to_pixel(layout, frame->x_ticks.ticks[i].value));
         cairo_move_to(cr, x, bottom);
         cairo_line_to(cr, x, bottom + length);
     }
     for (size_t i = 0; i < frame->y_ticks.n; i++) {
         double length =
             frame->y_ticks.ticks[i].major ? frame->tick_length : frame->tick_length / 2.0;
-        double y = crisp(loss_plot_layout_y_to_pixel(layout, frame->y_ticks.ticks[i].value));
+        double y = plot_crisp(loss_plot_layout_y_to_pixel(layout, frame->y_ticks.ticks[i].value));
         cairo_move_to(cr, left, y);
         cairo_line_to(cr, left - length, y);
     }
@@ -787,7 +773,7 @@ static void draw_legend(cairo_t *cr, PlotText *text, const Frame *frame, const L
     if (!key)
         return;
 
-    double separator_y = crisp(row_y - row_height / 2.0 + separator / 2.0);
+    double separator_y = plot_crisp(row_y - row_height / 2.0 + separator / 2.0);
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color(cr, style->grid);
     cairo_move_to(cr, box_x + inner, separator_y);
@@ -920,14 +906,14 @@ void loss_plot_render_hover(cairo_t *cr, double width, double height, const Loss
 
     cairo_set_line_width(cr, 1.0);
     plot_set_source_color_alpha(cr, style->foreground, 0.5);
-    cairo_move_to(cr, crisp(pointer_x), layout->y);
-    cairo_line_to(cr, crisp(pointer_x), layout->y + layout->height);
+    cairo_move_to(cr, plot_crisp(pointer_x), layout->y);
+    cairo_line_to(cr, plot_crisp(pointer_x), layout->y + layout->height);
     cairo_stroke(cr);
     double dashes[] = {2.0, 2.0};
     cairo_set_dash(cr, dashes, 2, 0.0);
     plot_set_source_color_alpha(cr, style->foreground, 0.3);
-    cairo_move_to(cr, layout->x, crisp(pointer_y));
-    cairo_line_to(cr, layout->x + layout->width, crisp(pointer_y));
+    cairo_move_to(cr, layout->x, plot_crisp(pointer_y));
+    cairo_line_to(cr, layout->x + layout->width, plot_crisp(pointer_y));
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0.0);
 

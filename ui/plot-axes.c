@@ -406,3 +406,34 @@ void plot_text_draw(PlotText *text, const char *string, double x, double y, doub
                                angle, text->size * PIXELS_PER_POINT, text->style->text_data);
     }
 }
+
+double plot_crisp(double coordinate)
+{
+    return floor(coordinate) + 0.5;
+}
+
+void plot_draw_grid(cairo_t *cr, const PlotStyle *style, double x, double y, double width,
+                    double height, const PlotTicks *x_ticks, const PlotTicks *y_ticks,
+                    PlotValueToPixel x_to_pixel, PlotValueToPixel y_to_pixel, const void *layout)
+{
+    cairo_set_line_width(cr, 1.0);
+    for (int pass = 0; pass < 2; pass++) {
+        bool major = pass == 1;
+        plot_set_source_color_alpha(cr, style->grid, major ? 1.0 : 0.45);
+        for (size_t i = 0; i < x_ticks->n; i++) {
+            if (x_ticks->ticks[i].major != major)
+                continue;
+            double px = plot_crisp(x_to_pixel(layout, x_ticks->ticks[i].value));
+            cairo_move_to(cr, px, y);
+            cairo_line_to(cr, px, y + height);
+        }
+        for (size_t i = 0; i < y_ticks->n; i++) {
+            if (y_ticks->ticks[i].major != major)
+                continue;
+            double py = plot_crisp(y_to_pixel(layout, y_ticks->ticks[i].value));
+            cairo_move_to(cr, x, py);
+            cairo_line_to(cr, x + width, py);
+        }
+        cairo_stroke(cr);
+    }
+}

@@ -65,6 +65,18 @@ typedef struct {
     double label_step;
 } PlotTicks;
 
+/* Pixel-aligned coordinate for a one-unit line, so grid lines and axes stay crisp. */
+double plot_crisp(double coordinate);
+
+/* A tick value's pixel on one axis of a plot's layout. */
+typedef double (*PlotValueToPixel)(const void *layout, double value);
+
+/* The grid of a plot area (x, y, width, height): a faint line at every minor tick, then a full
+ * one at every major tick, on both axes. */
+void plot_draw_grid(cairo_t *cr, const PlotStyle *style, double x, double y, double width,
+                    double height, const PlotTicks *x_ticks, const PlotTicks *y_ticks,
+                    PlotValueToPixel x_to_pixel, PlotValueToPixel y_to_pixel, const void *layout);
+
 /* The 1, 2 or 5 times a power of ten closest to span / target (target >= 1). */
 double plot_nice_step(double span, double target);
 /* Ticks at multiples of a nice step inside [lo, hi]; about target of them. */

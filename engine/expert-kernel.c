@@ -2,12 +2,18 @@
 
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #define EXPERT_LANES 16
 /* How many slots ahead the rows of the next experts are requested from memory: at N = 1024²
  * the tables span gigabytes and every row is a cache miss. */
 #define EXPERT_PREFETCH_DISTANCE 8
 
-float expert_dot(const float *a, const float *b, int n)
+/* The kernels' own copy, always inlined: the exported expert_dot cannot be inlined in a -fPIC
+ * build, where a call through it costs the expert kernels a fifth of their time. */
+static inline __attribute__((always_inline)) float dot_lanes(const float *a, const float *b, int n)
 {
     float lanes[EXPERT_LANES] = { 0 };
     int i = 0;
@@ -20,6 +26,11 @@ float expert_dot(const float *a, const float *b, int n)
     for (int l = 0; l < EXPERT_LANES; l++)
         sum += lanes[l];
     return sum;
+}
+
+float expert_dot(const float *a, const float *b, int n)
+{
+    return dot_lanes(a, b, n);
 }
 
 static inline void axpy(float *restrict y, float alpha, const float *restrict x, int n)
@@ -44,29 +55,51 @@ static inline const float *table_row(const float *table, int32_t e, int D)
     return table ? table + (size_t)e * D : NULL;
 }
 
+static inline __attribute__((always_inline)) void prefetch_slot(const int32_t *expert, int slot,
+                                                                 int total, const float *down,
+                                                                 const float *up, int D)
+{
+    if (slot < total) {
+        prefetch_row(table_row(down, expert[slot], D), D);
+        prefetch_row(up + (size_t)expert[slot] * D, D);
+    }
+}
+
+/* Slots are taken two at a time: the two dot products and activations are independent, so the
+ * core works on both while their rows arrive, and the output row is read and written once per
+ * pair. */
 void expert_forward_tokens(float *out, float *preact, const float *x, const int32_t *expert,
                            const float *gate, const float *down, const float *up, int rows,
                            int slots_per_token, int D, peer_activation act)
 {
     int total = rows * slots_per_token;
-    for (int s = 0; s < EXPERT_PREFETCH_DISTANCE && s < total; s++) {
-        prefetch_row(table_row(down, expert[s], D), D);
-        prefetch_row(up + (size_t)expert[s] * D, D);
-    }
+    for (int s = 0; s < EXPERT_PREFETCH_DISTANCE; s++)
+        prefetch_slot(expert, s, total, down, up, D);
     for (int t = 0; t < rows; t++) {
         const float *xt = x + (size_t)t * D;
-        float *acc = out + (size_t)t * D;
+        float *restrict acc = out + (size_t)t * D;
         memset(acc, 0, (size_t)D * sizeof(float));
-        for (int s = 0; s < slots_per_token; s++) {
-            int slot = t * slots_per_token + s;
-            if (slot + EXPERT_PREFETCH_DISTANCE < total) {
-                int32_t ahead = expert[slot + EXPERT_PREFETCH_DISTANCE];
-                prefetch_row(table_row(down, ahead, D), D);
-                prefetch_row(up + (size_t)ahead * D, D);
-            }
-            size_t e = (size_t)expert[slot];
+        int first = t * slots_per_token, end = first + slots_per_token;
+        int slot = first;
+        for (; slot + 1 < end; slot += 2) {
+            prefetch_slot(expert, slot + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+            prefetch_slot(expert, slot + 1 + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+            size_t e0 = (size_t)expert[slot], e1 = (size_t)expert[slot + 1];
             /* Without u (PKM) the "activation" is 1 and the value is added by its gate alone. */
-            float z = down ? expert_dot(down + e * D, xt, D) : 0.0f;
+            float z0 = down ? dot_lanes(down + e0 * D, xt, D) : 0.0f;
+            float z1 = down ? dot_lanes(down + e1 * D, xt, D) : 0.0f;
+            preact[slot] = z0;
+            preact[slot + 1] = z1;
+            float w0 = down ? gate[slot] * expert_activation(z0, act) : gate[slot];
+            float w1 = down ? gate[slot + 1] * expert_activation(z1, act) : gate[slot + 1];
+            const float *restrict v0 = up + e0 * D, *restrict v1 = up + e1 * D;
+            for (int i = 0; i < D; i++)
+                acc[i] += w0 * v0[i] + w1 * v1[i];
+        }
+        for (; slot < end; slot++) {
+            prefetch_slot(expert, slot + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+            size_t e = (size_t)expert[slot];
+            float z = down ? dot_lanes(down + e * D, xt, D) : 0.0f;
             preact[slot] = z;
             float weight = down ? gate[slot] * expert_activation(z, act) : gate[slot];
             axpy(acc, weight, up + e * D, D);
@@ -74,42 +107,117 @@ void expert_forward_tokens(float *out, float *preact, const float *x, const int3
     }
 }
 
+void expert_store_scaled(float *dst, float alpha, const float *src, int n)
+{
+    /* Whole cache lines per instruction where the vector units allow: with narrower streaming
+     * stores the write-combining buffers, shared with the table reads, stay busy longer. */
+#if defined(__AVX512F__)
+    if (((uintptr_t)dst & 63) == 0 && n % 16 == 0) {
+        __m512 a = _mm512_set1_ps(alpha);
+        for (int i = 0; i < n; i += 16)
+            _mm512_stream_ps(dst + i, _mm512_mul_ps(a, _mm512_loadu_ps(src + i)));
+        return;
+    }
+#elif defined(__AVX__)
+    if (((uintptr_t)dst & 31) == 0 && n % 8 == 0) {
+        __m256 a = _mm256_set1_ps(alpha);
+        for (int i = 0; i < n; i += 8)
+            _mm256_stream_ps(dst + i, _mm256_mul_ps(a, _mm256_loadu_ps(src + i)));
+        return;
+    }
+#endif
+#if defined(__SSE2__)
+    if (((uintptr_t)dst & 15) == 0 && n % 4 == 0) {
+        __m128 a = _mm_set1_ps(alpha);
+        for (int i = 0; i < n; i += 4)
+            _mm_stream_ps(dst + i, _mm_mul_ps(a, _mm_loadu_ps(src + i)));
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        dst[i] = alpha * src[i];
+}
+
+void expert_stores_fence(void)
+{
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
+/* One slot's scalars: dz and the gate gradient σ·(dout·v), kept raw in dscore until the head's
+ * softmax backward; an owned gradient row is written while dout and x are in L1. */
+static inline __attribute__((always_inline)) float backward_slot(
+    int slot, float dy_v, const float *dy, const float *xt, float *dpreact, float *dscore,
+    const float *preact, const float *gate, bool has_down, const expert_owned_rows *owned, int D,
+    peer_activation act)
+{
+    float z = preact[slot];
+    float dgate = has_down ? expert_activation(z, act) * dy_v : dy_v;
+    float dz = has_down ? gate[slot] * dy_v * expert_activation_derivative(z, act) : 0.0f;
+    dpreact[slot] = dz;
+    dscore[slot] = dgate;
+    int32_t r = owned ? owned->slot_row[slot] : -1;
+    if (r >= 0) {
+        float gate_act = has_down ? gate[slot] * expert_activation(z, act) : gate[slot];
+        expert_store_scaled(owned->up + (size_t)r * D, gate_act, dy, D);
+        if (has_down)
+            expert_store_scaled(owned->down + (size_t)r * D, dz, xt, D);
+    }
+    return dz;
+}
+
+/* Slots two at a time, as in the forward. */
 void expert_backward_tokens(float *dinp, float *dpreact, float *dscore, const float *dout,
                             const float *preact, const int32_t *expert, const float *gate,
-                            const float *down, const float *up, int rows, int heads, int topk,
-                            int D, peer_activation act)
+                            const float *down, const float *up, const expert_owned_rows *owned,
+                            int rows, int heads, int topk, int D, peer_activation act)
 {
     int per_token = heads * topk;
     int total = rows * per_token;
-    for (int s = 0; s < EXPERT_PREFETCH_DISTANCE && s < total; s++) {
-        prefetch_row(table_row(down, expert[s], D), D);
-        prefetch_row(up + (size_t)expert[s] * D, D);
-    }
+    bool has_down = down != NULL;
+    for (int s = 0; s < EXPERT_PREFETCH_DISTANCE; s++)
+        prefetch_slot(expert, s, total, down, up, D);
     for (int t = 0; t < rows; t++) {
         const float *dy = dout + (size_t)t * D;
-        for (int j = 0; j < heads; j++) {
-            int base = t * per_token + j * topk;
-            float weighted = 0.0f; /* Σ_s gate_s · dgate_s, for the softmax backward */
-            for (int s = 0; s < topk; s++) {
-                int slot = base + s;
-                if (slot + EXPERT_PREFETCH_DISTANCE < total) {
-                    int32_t ahead = expert[slot + EXPERT_PREFETCH_DISTANCE];
-                    prefetch_row(table_row(down, ahead, D), D);
-                    prefetch_row(up + (size_t)ahead * D, D);
-                }
-                size_t e = (size_t)expert[slot];
-                float z = preact[slot];
-                float dy_v = expert_dot(up + e * D, dy, D);
-                float dgate = down ? expert_activation(z, act) * dy_v : dy_v;
-                float dz = down ? gate[slot] * dy_v * expert_activation_derivative(z, act) : 0.0f;
-                dpreact[slot] = dz;
-                dscore[slot] = dgate; /* finished below, once the head's sum is known */
-                weighted += gate[slot] * dgate;
-                if (dinp && down)
-                    axpy(dinp + (size_t)t * D, dz, down + e * D, D);
+        const float *xt = owned ? owned->inp + (size_t)t * D : NULL;
+        float *restrict dx = dinp && has_down ? dinp + (size_t)t * D : NULL;
+        int first = t * per_token, end = first + per_token;
+        int slot = first;
+        for (; slot + 1 < end; slot += 2) {
+            prefetch_slot(expert, slot + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+            prefetch_slot(expert, slot + 1 + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+            size_t e0 = (size_t)expert[slot], e1 = (size_t)expert[slot + 1];
+            float dy_v0 = dot_lanes(up + e0 * D, dy, D);
+            float dy_v1 = dot_lanes(up + e1 * D, dy, D);
+            float dz0 = backward_slot(slot, dy_v0, dy, xt, dpreact, dscore, preact, gate,
+                                      has_down, owned, D, act);
+            float dz1 = backward_slot(slot + 1, dy_v1, dy, xt, dpreact, dscore, preact, gate,
+                                      has_down, owned, D, act);
+            if (dx) {
+                const float *restrict u0 = down + e0 * D, *restrict u1 = down + e1 * D;
+                for (int i = 0; i < D; i++)
+                    dx[i] += dz0 * u0[i] + dz1 * u1[i];
             }
+        }
+        for (; slot < end; slot++) {
+            prefetch_slot(expert, slot + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+            size_t e = (size_t)expert[slot];
+            float dz = backward_slot(slot, dot_lanes(up + e * D, dy, D), dy, xt, dpreact, dscore,
+                                     preact, gate, has_down, owned, D, act);
+            if (dx)
+                axpy(dx, dz, down + e * D, D);
+        }
+        /* Softmax backward per head: dscore = gate·(dgate − Σ gate·dgate). */
+        for (int j = 0; j < heads; j++) {
+            int base = first + j * topk;
+            float weighted = 0.0f;
+            for (int s = 0; s < topk; s++)
+                weighted += gate[base + s] * dscore[base + s];
             for (int s = 0; s < topk; s++)
                 dscore[base + s] = gate[base + s] * (dscore[base + s] - weighted);
         }
     }
+    if (owned)
+        expert_stores_fence();
 }

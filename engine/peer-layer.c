@@ -1,9 +1,5 @@
 #include "peer-layer.h"
 
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
-
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -243,6 +239,18 @@ void peer_layer_params_init(peer_layer_params *params, const peer_layer_config *
 
 /* ---- sparse gradient ------------------------------------------------------------------------- */
 
+/* Rows start on cache lines (when D·4 is a multiple of 64), so the backward writes each line
+ * with one streaming store. */
+#define SPARSE_ROW_ALIGN 64
+
+static float *cache_line_aligned(void *memory)
+{
+    if (!memory)
+        return NULL;
+    uintptr_t address = (uintptr_t)memory;
+    return (float *)((address + SPARSE_ROW_ALIGN - 1) & ~(uintptr_t)(SPARSE_ROW_ALIGN - 1));
+}
+
 bool peer_sparse_grad_init(peer_sparse_grad *grad, int n_experts, int d_model, peer_error *err)
 {
     memset(grad, 0, sizeof *grad);
@@ -256,8 +264,10 @@ bool peer_sparse_grad_init(peer_sparse_grad *grad, int n_experts, int d_model, p
     grad->position = malloc((size_t)n_experts * sizeof(int32_t));
     /* calloc, not malloc: a fresh mapping is known to be zero, so its pages stay untouched even
      * where the allocator would otherwise fill new memory (MALLOC_PERTURB_). */
-    grad->down = calloc(1, table);
-    grad->up = calloc(1, table);
+    grad->down_memory = calloc(1, table + SPARSE_ROW_ALIGN);
+    grad->up_memory = calloc(1, table + SPARSE_ROW_ALIGN);
+    grad->down = cache_line_aligned(grad->down_memory);
+    grad->up = cache_line_aligned(grad->up_memory);
     grad->row_start = malloc(((size_t)n_experts + 1) * sizeof(int32_t));
     if (!grad->row_start || !grad->rows || !grad->position || !grad->down || !grad->up) {
         peer_sparse_grad_free(grad);
@@ -275,8 +285,8 @@ void peer_sparse_grad_free(peer_sparse_grad *grad)
 {
     free(grad->rows);
     free(grad->position);
-    free(grad->down);
-    free(grad->up);
+    free(grad->down_memory);
+    free(grad->up_memory);
     free(grad->row_start);
     memset(grad, 0, sizeof *grad);
 }
@@ -312,6 +322,8 @@ bool peer_layer_acts_init(peer_layer_acts *acts, const peer_layer_config *cfg, i
     acts->dscore = malloc(slots * sizeof(float));
     acts->dpreact = malloc(slots * sizeof(float));
     acts->row_slots = malloc(slots * sizeof(int32_t));
+    acts->slot_row = malloc(slots * sizeof(int32_t));
+    acts->pooled_rows = malloc(slots * sizeof(int32_t));
     /* One block's sub-key scores per possible thread: only the pages of threads that run ever
      * become resident, and the (BT, n) score matrix never exists. */
     acts->retrieve_scratch = calloc((size_t)THREAD_POOL_MAX_THREADS * 2 * RETRIEVE_TOKEN_BLOCK *
@@ -319,7 +331,8 @@ bool peer_layer_acts_init(peer_layer_acts *acts, const peer_layer_config *cfg, i
                                     sizeof(float));
     if (!acts->retrieve_scratch ||!acts->query || !acts->query_normed || !acts->dquery || !acts->norm_mean ||
         !acts->norm_rstd || !acts->expert || !acts->score || !acts->gate || !acts->preact ||
-        !acts->dscore || !acts->dpreact || !acts->row_slots) {
+        !acts->dscore || !acts->dpreact || !acts->row_slots || !acts->slot_row ||
+        !acts->pooled_rows) {
         peer_layer_acts_free(acts);
         return peer_error_set(err,
                               "out of memory for PEER activations of %d tokens: use a smaller "
@@ -344,6 +357,8 @@ void peer_layer_acts_free(peer_layer_acts *acts)
     free(acts->dscore);
     free(acts->dpreact);
     free(acts->row_slots);
+    free(acts->slot_row);
+    free(acts->pooled_rows);
     free(acts->retrieve_scratch);
     memset(acts, 0, sizeof *acts);
 }
@@ -364,6 +379,7 @@ typedef struct {
     int n;
     float *scratch;      /* (threads, 2, RETRIEVE_TOKEN_BLOCK, n) */
     int first_new_row;   /* sparse rows from here on were added by this backward */
+    int n_pooled;        /* acts->pooled_rows in use */
 } peer_job;
 
 static void retrieve_block(void *data, int task, int thread)
@@ -493,18 +509,24 @@ static void expert_backward_block(void *data, int task, int thread)
     size_t slot = (size_t)t0 * cfg->heads * cfg->topk;
     size_t D = (size_t)cfg->d_model;
     peer_layer_acts *acts = job->acts;
+    expert_owned_rows owned = { .inp = job->inp + t0 * D, .slot_row = acts->slot_row + slot,
+                                .down = cfg->values_only ? NULL : job->sparse->down,
+                                .up = job->sparse->up };
     expert_backward_tokens(job->dinp ? job->dinp + t0 * D : NULL, acts->dpreact + slot,
                            acts->dscore + slot, job->dout + t0 * D, acts->preact + slot,
                            acts->expert + slot, acts->gate + slot, job->params->down,
-                           job->params->up, rows, cfg->heads, cfg->topk, cfg->d_model,
+                           job->params->up, &owned, rows, cfg->heads, cfg->topk, cfg->d_model,
                            cfg->activation);
 }
 
-/* Gives every expert chosen in this batch a row of the sparse gradient (rows from first_new on
- * are new, and written whole by the parallel pass) and lists each row's slots in slot order.
- * Serial and O(slots): the order of the slots is what makes the accumulation deterministic when
- * tokens and heads share an expert. */
-static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts, size_t slots)
+/* Gives every expert chosen in this batch a row of the sparse gradient and decides who writes
+ * it. A new row chosen by a single slot is owned by that slot: the backward kernel writes it
+ * while the slot's input and output-gradient rows are in L1, overlapping the stores with the
+ * table reads. Every other row (several slots, or touched by an earlier backward) is pooled: its
+ * slots are listed in slot order and summed by the pass after the kernel. Serial and O(slots):
+ * slot order is what makes the sums deterministic when tokens and heads share an expert. */
+static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts, size_t slots,
+                                int first_new, int *n_pooled)
 {
     for (size_t i = 0; i < slots; i++) {
         int32_t e = acts->expert[i];
@@ -525,24 +547,37 @@ static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts,
      * row's first slot. */
     for (size_t i = slots; i-- > 0;)
         acts->row_slots[--start[sparse->position[acts->expert[i]]]] = (int32_t)i;
+    for (size_t i = 0; i < slots; i++) {
+        int32_t r = sparse->position[acts->expert[i]];
+        acts->slot_row[i] = r >= first_new && start[r + 1] - start[r] == 1 ? r : -1;
+    }
+    int pooled = 0;
+    for (int r = 0; r < sparse->n_rows; r++)
+        if (r < first_new || start[r + 1] - start[r] > 1)
+            acts->pooled_rows[pooled++] = r;
+    *n_pooled = pooled;
 }
 
 /* Columns of a gradient row summed at a time in registers and L1, so each row is written to
  * memory once: a new row is stored, never zero-filled and read back. */
-#define SPARSE_CHUNK 128
+#define SPARSE_CHUNK 256
 
-/* A new gradient row is written once and read only by the optimiser after the whole backward:
- * streaming stores skip reading its cache lines in first, half the memory traffic. */
-static void store_streaming(float *dst, const float *src, int n)
+/* The input and output-gradient rows of a pooled row's slots, requested while the row before it
+ * is summed: they sit in the last-level cache at best, scattered by token. */
+static void prefetch_pooled_row(const peer_job *job, int p, int D, int per_token)
 {
-#if defined(__SSE2__)
-    if (((uintptr_t)dst & 15) == 0 && n % 4 == 0) {
-        for (int i = 0; i < n; i += 4)
-            _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    if (p >= job->n_pooled)
         return;
+    const peer_layer_acts *acts = job->acts;
+    int r = acts->pooled_rows[p];
+    for (int i = job->sparse->row_start[r]; i < job->sparse->row_start[r + 1]; i++) {
+        size_t t = (size_t)(acts->row_slots[i] / per_token);
+        for (int d = 0; d < D; d += 16) {
+            __builtin_prefetch(job->dout + t * D + d, 0, 3);
+            if (!job->cfg->values_only)
+                __builtin_prefetch(job->inp + t * D + d, 0, 3);
+        }
     }
-#endif
-    memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
 static void sparse_grad_block(void *data, int task, int thread)
@@ -552,9 +587,12 @@ static void sparse_grad_block(void *data, int task, int thread)
     peer_sparse_grad *sparse = job->sparse;
     const peer_layer_acts *acts = job->acts;
     int D = cfg->d_model, per_token = cfg->heads * cfg->topk;
-    int r0 = task * SPARSE_ROW_BLOCK, r1 = min_int(sparse->n_rows, r0 + SPARSE_ROW_BLOCK);
+    int p0 = task * SPARSE_ROW_BLOCK, p1 = min_int(job->n_pooled, p0 + SPARSE_ROW_BLOCK);
     float sum_up[SPARSE_CHUNK], sum_down[SPARSE_CHUNK];
-    for (int r = r0; r < r1; r++) {
+    prefetch_pooled_row(job, p0, D, per_token);
+    for (int p = p0; p < p1; p++) {
+        prefetch_pooled_row(job, p + 1, D, per_token);
+        int r = acts->pooled_rows[p];
         float *grad_down = sparse->down + (size_t)r * D;
         float *grad_up = sparse->up + (size_t)r * D;
         bool is_new = r >= job->first_new_row;
@@ -583,9 +621,9 @@ static void sparse_grad_block(void *data, int task, int thread)
                 }
             }
             if (is_new) {
-                store_streaming(grad_up + d0, sum_up, width);
+                expert_store_scaled(grad_up + d0, 1.0f, sum_up, width);
                 if (!cfg->values_only)
-                    store_streaming(grad_down + d0, sum_down, width);
+                    expert_store_scaled(grad_down + d0, 1.0f, sum_down, width);
             } else {
                 for (int d = 0; d < width; d++)
                     grad_up[d0 + d] += sum_up[d];
@@ -595,9 +633,7 @@ static void sparse_grad_block(void *data, int task, int thread)
             }
         }
     }
-#if defined(__SSE2__)
-    _mm_sfence(); /* the streamed rows are complete before the pool says the task is done */
-#endif
+    expert_stores_fence(); /* the streamed rows are complete before the pool says the task is done */
 }
 
 static void query_grad_block(void *data, int task, int thread)
@@ -667,13 +703,14 @@ void peer_layer_backward(float *dinp, peer_layer_params *grads, peer_sparse_grad
                      .dinp = dinp, .grads = grads, .sparse = sparse, .BT = BT,
                      .n = peer_layer_side(cfg) };
 
-    /* Experts: input gradient through u, and the gradients of the pre-activations and scores. */
-    thread_pool_run(pool, tasks_for(BT, EXPERT_TOKEN_BLOCK), expert_backward_block, &job);
-
-    /* Expert tables: only the rows chosen in this batch. */
+    /* Expert tables: only the rows chosen in this batch, each written by its one slot during the
+     * kernel or summed over its slots afterwards. */
     job.first_new_row = sparse->n_rows;
-    sparse_collect_rows(sparse, acts, slots);
-    thread_pool_run(pool, tasks_for(sparse->n_rows, SPARSE_ROW_BLOCK), sparse_grad_block, &job);
+    sparse_collect_rows(sparse, acts, slots, job.first_new_row, &job.n_pooled);
+    /* Experts: input gradient through u, the gradients of the pre-activations and scores, and the
+     * gradient rows owned by one slot. */
+    thread_pool_run(pool, tasks_for(BT, EXPERT_TOKEN_BLOCK), expert_backward_block, &job);
+    thread_pool_run(pool, tasks_for(job.n_pooled, SPARSE_ROW_BLOCK), sparse_grad_block, &job);
 
     /* Scores reach the normalised query and the chosen sub-keys. */
     thread_pool_run(pool, tasks_for(BT, RETRIEVE_TOKEN_BLOCK), query_grad_block, &job);

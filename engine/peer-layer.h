@@ -124,6 +124,8 @@ typedef struct {
     float *down;       /* (n_rows, D) gradient of u_rows[r] */
     float *up;         /* (n_rows, D) gradient of v_rows[r] */
     int32_t *row_start; /* (N + 1) backward scratch: where each row's slots start */
+    void *down_memory;  /* the allocations down and up point into, cache-line aligned */
+    void *up_memory;
 } peer_sparse_grad;
 
 bool peer_sparse_grad_init(peer_sparse_grad *grad, int n_experts, int d_model, peer_error *err);
@@ -148,6 +150,9 @@ typedef struct {
     float *dscore;         /* (BT, h, k) backward scratch */
     float *dpreact;        /* (BT, h, k) backward scratch */
     int32_t *row_slots;    /* (BT·h·k) backward scratch: the slots of each touched row */
+    int32_t *slot_row;     /* (BT, h, k) backward scratch: the new gradient row the slot alone
+                            * writes, or -1 */
+    int32_t *pooled_rows;  /* (BT·h·k) backward scratch: rows summed over their slots */
     float *retrieve_scratch; /* sub-key scores of one block of tokens, per thread */
 } peer_layer_acts;
 

@@ -26,7 +26,7 @@ void peer_layer_memory_estimate(const peer_layer_config *cfg, int tokens, peer_m
     /* The sparse gradient's rows are used in first-touch order: at most one row per slot. */
     out->grads = dense_grads * f + sparse_rows * 2 * D * f + (3 * N + 1) * sizeof(int32_t);
     out->optimizer = 2 * trained * f;
-    out->activations = T * (3 * HK + 4 * D) * f + slots * 7 * 4 +
+    out->activations = T * (3 * HK + 4 * D) * f + slots * 9 * 4 +
                        (size_t)THREAD_POOL_MAX_THREADS * 2 * 32 * peer_layer_side(cfg) * f / 16;
 }
 

@@ -528,6 +528,9 @@ static void expert_backward_block(void *data, int task, int thread)
 static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts, size_t slots,
                                 int first_new, int *n_pooled)
 {
+    /* slot_row holds every slot's row until the last pass decides who owns it: the later passes
+     * then read it in order instead of looking each expert up again. */
+    int32_t *row_of = acts->slot_row;
     for (size_t i = 0; i < slots; i++) {
         int32_t e = acts->expert[i];
         if (sparse->position[e] < 0) {
@@ -535,21 +538,22 @@ static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts,
             sparse->rows[r] = e;
             sparse->position[e] = r;
         }
+        row_of[i] = sparse->position[e];
     }
     int32_t *start = sparse->row_start;
     memset(start, 0, ((size_t)sparse->n_rows + 1) * sizeof(int32_t));
     for (size_t i = 0; i < slots; i++)
-        start[sparse->position[acts->expert[i]]]++;
+        start[row_of[i]]++;
     for (int r = 1; r < sparse->n_rows; r++)
         start[r] += start[r - 1];
     start[sparse->n_rows] = (int32_t)slots;
     /* Filling from the last slot down leaves each row's slots ascending and start[r] at the
      * row's first slot. */
     for (size_t i = slots; i-- > 0;)
-        acts->row_slots[--start[sparse->position[acts->expert[i]]]] = (int32_t)i;
+        acts->row_slots[--start[row_of[i]]] = (int32_t)i;
     for (size_t i = 0; i < slots; i++) {
-        int32_t r = sparse->position[acts->expert[i]];
-        acts->slot_row[i] = r >= first_new && start[r + 1] - start[r] == 1 ? r : -1;
+        int32_t r = row_of[i];
+        row_of[i] = r >= first_new && start[r + 1] - start[r] == 1 ? r : -1;
     }
     int pooled = 0;
     for (int r = 0; r < sparse->n_rows; r++)

@@ -496,6 +496,15 @@ void peer_layer_forward(float *out, peer_layer_acts *acts, const float *inp,
         thread_pool_run(pool, retrieve_tasks, rescore_block, &job);
     }
     thread_pool_run(pool, retrieve_tasks, gate_block, &job);
+    peer_layer_experts_forward(out, acts, inp, params, cfg, BT, pool);
+}
+
+void peer_layer_experts_forward(float *out, peer_layer_acts *acts, const float *inp,
+                                const peer_layer_params *params, const peer_layer_config *cfg,
+                                int BT, thread_pool *pool)
+{
+    peer_job job = { .cfg = cfg, .params = params, .acts = acts, .inp = inp, .out = out,
+                     .BT = BT, .n = peer_layer_side(cfg) };
     thread_pool_run(pool, tasks_for(BT, EXPERT_TOKEN_BLOCK), expert_forward_block, &job);
 }
 
@@ -696,17 +705,14 @@ static void key_grad_task(void *data, int task, int thread)
     }
 }
 
-void peer_layer_backward(float *dinp, peer_layer_params *grads, peer_sparse_grad *sparse,
-                         peer_layer_acts *acts, const float *dout, const float *inp,
-                         const peer_layer_params *params, const peer_layer_config *cfg, int BT,
-                         thread_pool *pool)
+void peer_layer_experts_backward(float *dinp, peer_sparse_grad *sparse, peer_layer_acts *acts,
+                                 const float *dout, const float *inp,
+                                 const peer_layer_params *params, const peer_layer_config *cfg,
+                                 int BT, thread_pool *pool)
 {
-    int HK = cfg->heads * cfg->d_key;
     size_t slots = (size_t)BT * cfg->heads * cfg->topk;
     peer_job job = { .cfg = cfg, .params = params, .acts = acts, .inp = inp, .dout = dout,
-                     .dinp = dinp, .grads = grads, .sparse = sparse, .BT = BT,
-                     .n = peer_layer_side(cfg) };
-
+                     .dinp = dinp, .sparse = sparse, .BT = BT, .n = peer_layer_side(cfg) };
     /* Expert tables: only the rows chosen in this batch, each written by its one slot during the
      * kernel or summed over its slots afterwards. */
     job.first_new_row = sparse->n_rows;
@@ -715,6 +721,19 @@ void peer_layer_backward(float *dinp, peer_layer_params *grads, peer_sparse_grad
      * gradient rows owned by one slot. */
     thread_pool_run(pool, tasks_for(BT, EXPERT_TOKEN_BLOCK), expert_backward_block, &job);
     thread_pool_run(pool, tasks_for(job.n_pooled, SPARSE_ROW_BLOCK), sparse_grad_block, &job);
+}
+
+void peer_layer_backward(float *dinp, peer_layer_params *grads, peer_sparse_grad *sparse,
+                         peer_layer_acts *acts, const float *dout, const float *inp,
+                         const peer_layer_params *params, const peer_layer_config *cfg, int BT,
+                         thread_pool *pool)
+{
+    int HK = cfg->heads * cfg->d_key;
+    peer_job job = { .cfg = cfg, .params = params, .acts = acts, .inp = inp, .dout = dout,
+                     .dinp = dinp, .grads = grads, .sparse = sparse, .BT = BT,
+                     .n = peer_layer_side(cfg) };
+
+    peer_layer_experts_backward(dinp, sparse, acts, dout, inp, params, cfg, BT, pool);
 
     /* Scores reach the normalised query and the chosen sub-keys. */
     thread_pool_run(pool, tasks_for(BT, RETRIEVE_TOKEN_BLOCK), query_grad_block, &job);

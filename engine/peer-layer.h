@@ -175,6 +175,17 @@ void peer_layer_backward(float *dinp, peer_layer_params *grads, peer_sparse_grad
                          const peer_layer_params *params, const peer_layer_config *cfg, int BT,
                          thread_pool *pool);
 
+/* The expert part alone, as forward and backward run it: the fused kernel over the experts and
+ * gates in acts (a forward must have chosen them), and its backward with the sparse u and v
+ * rows. What benchmarks time against the machine's row-read limit. */
+void peer_layer_experts_forward(float *out, peer_layer_acts *acts, const float *inp,
+                                const peer_layer_params *params, const peer_layer_config *cfg,
+                                int BT, thread_pool *pool);
+void peer_layer_experts_backward(float *dinp, peer_sparse_grad *sparse, peer_layer_acts *acts,
+                                 const float *dout, const float *inp,
+                                 const peer_layer_params *params, const peer_layer_config *cfg,
+                                 int BT, thread_pool *pool);
+
 /* Floating-point operations of one token's forward, two per multiply-add, by PEER.md's formulas
  * (query, sub-key scores, candidate sums, experts). The backward never repeats the sub-key
  * scoring, so at large n it costs less than the forward (docs/BENCHMARKS.md, section 2). */

@@ -6,11 +6,8 @@
  *   retrieval  forward with PEER_SELECT_RETRIEVE minus forward with PEER_SELECT_REUSE (reuse
  *              keeps the chosen experts and only rescores them, skipping the sub-key sgemm and
  *              every top-k);
- *   experts    forward and backward of a twin layer that shares the expert tables but has
- *              d_key = 2 and no query norm, run with PEER_SELECT_REUSE on the expert indices the
- *              real forward chose: its query, scoring and gates cost almost nothing, so its time
- *              is the fused expert kernel's (forward) and the expert and sparse-gradient work
- *              (backward).
+ *   experts    peer_layer_experts_forward and _backward on the experts the forward chose: the
+ *              fused expert kernel, and its backward with the sparse u and v gradient rows.
  * The experts' reference is the row-read limit: the same rows of u and v, in the same order and
  * token blocks, read with no arithmetic. */
 #include <cblas.h>
@@ -53,7 +50,9 @@ typedef struct {
     const int32_t *expert; /* (BT, h·k) */
     const uint32_t *down;  /* (N, D) the bits of u */
     const uint32_t *up;    /* (N, D) the bits of v */
-    int BT, per_token, D, block, distance;
+    int BT, per_token, D, block;
+    int distance;  /* slots ahead the rows are prefetched, 0 for none */
+    int line_step; /* words between prefetches: 16, every cache line, or 32, every other one */
     volatile uint32_t sink[THREAD_POOL_MAX_THREADS];
 } row_read_job;
 
@@ -72,7 +71,7 @@ static void row_read_block(void *data, int task, int thread)
     for (size_t slot = first; slot < last; slot++) {
         if (job->distance && slot + job->distance < last) {
             size_t ahead = (size_t)job->expert[slot + job->distance] * D;
-            for (int d = 0; d < D; d += 16) {
+            for (int d = 0; d < D; d += job->line_step) {
                 __builtin_prefetch(job->down + ahead + d, 0, 0);
                 __builtin_prefetch(job->up + ahead + d, 0, 0);
             }
@@ -169,33 +168,6 @@ static void die_on(bool ok, const peer_error *err)
         fprintf(stderr, "bench-peer-layer: %s\n", err->message);
         exit(1);
     }
-}
-
-/* The twin layer's own small tensors; the expert tables are the real layer's, so the same rows
- * at the same addresses are read. */
-static void twin_params_init(peer_layer_params *twin, const peer_layer_config *cfg,
-                             const peer_layer_params *real, peer_rng *rng)
-{
-    memset(twin, 0, sizeof *twin);
-    for (int t = 0; t < PEER_LAYER_N_TENSORS; t++) {
-        size_t size = peer_layer_tensor_size(cfg, (peer_layer_tensor)t);
-        float **field = peer_layer_params_field(twin, (peer_layer_tensor)t);
-        if (size == 0)
-            continue;
-        if (peer_layer_tensor_is_expert_table((peer_layer_tensor)t)) {
-            *field = t == PEER_TENSOR_DOWN ? real->down : real->up;
-            continue;
-        }
-        *field = bench_alloc(size * sizeof(float));
-        peer_rng_fill_normal(rng, *field, size, 0.5f);
-    }
-}
-
-static void twin_params_free(peer_layer_params *twin)
-{
-    for (int t = 0; t < PEER_LAYER_N_TENSORS; t++)
-        if (!peer_layer_tensor_is_expert_table((peer_layer_tensor)t))
-            free(*peer_layer_params_field(twin, (peer_layer_tensor)t));
 }
 
 static double gflops(double flops_per_token, int tokens, double seconds)
@@ -309,20 +281,6 @@ int main(int argc, char **argv)
     dense_ffn_acts dense_acts;
     die_on(dense_ffn_acts_init(&dense_acts, F, BT, &err), &err);
 
-    peer_layer_config twin_cfg = cfg;
-    twin_cfg.d_key = 2;
-    twin_cfg.query_norm = PEER_NORM_NONE;
-    die_on(peer_layer_config_validate(&twin_cfg, &err), &err);
-    peer_layer_params twin;
-    twin_params_init(&twin, &twin_cfg, &params, &rng);
-    size_t twin_n_grads = peer_layer_grads_count(&twin_cfg);
-    float *twin_grad_arena = bench_alloc(twin_n_grads * sizeof(float));
-    peer_layer_params twin_grads;
-    peer_layer_grads_point(&twin_grads, &twin_cfg, twin_grad_arena);
-    peer_layer_acts twin_acts;
-    die_on(peer_layer_acts_init(&twin_acts, &twin_cfg, BT, &err), &err);
-    memcpy(twin_acts.expert, acts.expert, (size_t)BT * per_token * sizeof(int32_t));
-
     int threads = thread_pool_get_threads(pool);
     subkey_job sj = { .query = acts.query_normed, .keys = params.keys, .BT = BT, .HK = HK,
                       .heads = cfg.heads, .n = n, .d_key = cfg.d_key,
@@ -333,24 +291,33 @@ int main(int argc, char **argv)
                         .up = (const uint32_t *)params.up, .BT = BT, .per_token = per_token,
                         .D = D, .block = opt.expert_block };
     int row_tasks = (BT + rj.block - 1) / rj.block;
-    /* The limit is the best this machine does: try a few prefetch distances, keep the fastest
-     * for the rounds. */
-    static const int distances[] = { 0, 2, 4, 8 };
-    enum { N_DISTANCES = sizeof distances / sizeof distances[0] };
-    double distance_time[N_DISTANCES];
-    int best = 0;
-    for (int i = 0; i < N_DISTANCES; i++) {
-        rj.distance = distances[i];
-        distance_time[i] = INFINITY;
-        for (int r = 0; r < 3; r++) {
-            double t0 = bench_now();
-            thread_pool_run(pool, row_tasks, row_read_block, &rj);
-            double took = bench_now() - t0;
-            distance_time[i] = took < distance_time[i] ? took : distance_time[i];
+    /* The limit is the best this machine does: try prefetch distances, and prefetching every
+     * cache line or every other one (the hardware fetches the pair's other line itself), and
+     * keep the fastest for the rounds. */
+    static const int distances[] = { 0, 2, 4, 8, 12 };
+    static const int line_steps[] = { 16, 32 };
+    enum { N_DISTANCES = sizeof distances / sizeof distances[0], N_STEPS = 2 };
+    double distance_time[N_STEPS][N_DISTANCES];
+    int best_step = 0, best = 0;
+    for (int l = 0; l < N_STEPS; l++) {
+        for (int i = 0; i < N_DISTANCES; i++) {
+            rj.distance = distances[i];
+            rj.line_step = line_steps[l];
+            distance_time[l][i] = INFINITY;
+            for (int r = 0; r < 3; r++) {
+                double t0 = bench_now();
+                thread_pool_run(pool, row_tasks, row_read_block, &rj);
+                double took = bench_now() - t0;
+                distance_time[l][i] = took < distance_time[l][i] ? took : distance_time[l][i];
+            }
+            if (distance_time[l][i] < distance_time[best_step][best]) {
+                best_step = l;
+                best = i;
+            }
         }
-        best = distance_time[i] < distance_time[best] ? i : best;
     }
     rj.distance = distances[best];
+    rj.line_step = line_steps[best_step];
 
     row_write_job write_j = { .count = (size_t)touched_rows * 2 * D };
     write_j.rows = bench_alloc(write_j.count * sizeof(float));
@@ -367,8 +334,13 @@ int main(int argc, char **argv)
     bench_samples efwd = { 0 }, ebwd = { 0 }, row_read = { 0 }, stream = { 0 };
     bench_samples dfwd = { 0 }, dbwd = { 0 };
     bench_samples retrieval = { 0 }, peer_over_dense = { 0 }, efwd_share = { 0 },
-                  ebwd_share = { 0 }, efwd_cpu_share = { 0 }, ebwd_cpu_share = { 0 },
+                  efwd_cpu_share = { 0 }, ebwd_bytes_share = { 0 }, ebwd_bytes_cpu_share = { 0 },
                   row_write = { 0 }, bwd_limit_share = { 0 }, bwd_limit_cpu_share = { 0 };
+    double write_bytes = (double)write_j.count * sizeof(float);
+    double row_bytes = (double)BT * per_token * 2 * D * sizeof(float);
+    /* The backward's bytes per second against the row-read limit's: it reads the same rows and
+     * also writes the gradient rows. */
+    double bwd_bytes_scale = (row_bytes + write_bytes) / row_bytes;
     for (int r = 0; r < opt.reps; r++) {
         double t0 = bench_now();
         peer_layer_forward(out, &acts, inp, &params, &cfg, BT, PEER_MODE_TRAIN,
@@ -388,15 +360,12 @@ int main(int argc, char **argv)
         thread_pool_run(pool, (BT + sj.block - 1) / sj.block, subkey_block, &sj);
         double t6 = bench_now();
         double c6 = bench_cpu_now();
-        peer_layer_forward(out, &twin_acts, inp, &twin, &twin_cfg, BT, PEER_MODE_TRAIN,
-                           PEER_SELECT_REUSE, pool);
+        peer_layer_experts_forward(out, &acts, inp, &params, &cfg, BT, pool);
         double t7 = bench_now(), c7 = bench_cpu_now();
-        memset(twin_grad_arena, 0, twin_n_grads * sizeof(float));
         memset(dinp, 0, act_bytes);
         peer_sparse_grad_zero(&sparse);
         double t8 = bench_now(), c8 = bench_cpu_now();
-        peer_layer_backward(dinp, &twin_grads, &sparse, &twin_acts, dout, inp, &twin, &twin_cfg,
-                            BT, pool);
+        peer_layer_experts_backward(dinp, &sparse, &acts, dout, inp, &params, &cfg, BT, pool);
         double t9 = bench_now(), c9 = bench_cpu_now();
         thread_pool_run(pool, row_tasks, row_read_block, &rj);
         double t10 = bench_now(), c10 = bench_cpu_now();
@@ -430,9 +399,9 @@ int main(int argc, char **argv)
         bench_samples_add(&retrieval, (t1 - t0) - (t4 - t3));
         bench_samples_add(&peer_over_dense, ((t12 - t11) + (t14 - t13)) / ((t1 - t0) + (t3 - t2)));
         bench_samples_add(&efwd_share, (t10 - t9) / (t7 - t6));
-        bench_samples_add(&ebwd_share, (t10 - t9) / (t9 - t8));
         bench_samples_add(&efwd_cpu_share, (c10 - c9) / (c7 - c6));
-        bench_samples_add(&ebwd_cpu_share, (c10 - c9) / (c9 - c8));
+        bench_samples_add(&ebwd_bytes_share, bwd_bytes_scale * (t10 - t9) / (t9 - t8));
+        bench_samples_add(&ebwd_bytes_cpu_share, bwd_bytes_scale * (c10 - c9) / (c9 - c8));
     }
 
     /* ---- plain sgemm with OpenBLAS's own threads, last: its idle threads spin for a while
@@ -530,30 +499,33 @@ int main(int argc, char **argv)
     printf("  %-44s %10.1f GFLOP/s\n\n", "sgemm alone, whole batch",
            gflops(2.0 * ma_subkeys, BT, bench_samples_median(&subkey_whole)));
 
-    double row_bytes = (double)BT * per_token * 2 * D * sizeof(float);
     double e_f = bench_samples_median(&efwd), e_b = bench_samples_median(&ebwd);
     double rr = bench_samples_median(&row_read);
     printf("experts: %d rows of u and %d of v per token, %.0f KiB per token, %.2f GB per batch\n",
            per_token, per_token, 2.0 * per_token * D * sizeof(float) / 1024.0, row_bytes * gb);
-    for (int i = 0; i < N_DISTANCES; i++) {
-        char label[64];
-        snprintf(label, sizeof label, "row read, prefetch %d slots ahead", distances[i]);
-        printf("  %-44s %10.3f ms (best of 3)\n", label, 1e3 * distance_time[i]);
+    for (int l = 0; l < N_STEPS; l++) {
+        for (int i = 0; i < N_DISTANCES; i++) {
+            char label[64];
+            snprintf(label, sizeof label, "row read, %s prefetched %d ahead",
+                     line_steps[l] == 16 ? "every line" : "every 2nd line", distances[i]);
+            printf("  %-44s %10.3f ms (best of 3)\n", label, 1e3 * distance_time[l][i]);
+        }
     }
-    print_samples("row read (the rounds use the best distance)", &row_read, 1e3, "ms");
+    print_samples("row read (the rounds use the fastest)", &row_read, 1e3, "ms");
     printf("  %-44s %10.2f GB/s\n", "row-read limit", row_bytes / rr * gb);
     printf("  %-44s %10.2f GB/s\n", "sequential read of both tables",
            2.0 * cfg.n_experts * D * sizeof(float) / bench_samples_median(&stream) * gb);
-    print_samples("expert forward (twin layer, REUSE)", &efwd, 1e3, "ms");
-    print_samples("expert backward (twin layer)", &ebwd, 1e3, "ms");
+    print_samples("expert forward (peer_layer_experts_forward)", &efwd, 1e3, "ms");
+    print_samples("expert backward (peer_layer_experts_backward)", &ebwd, 1e3, "ms");
     printf("  %-44s %10.2f GB/s\n", "expert forward, table rows", row_bytes / e_f * gb);
     print_ratio("  of the row-read limit, per round", &efwd_share, 100.0, "%");
     print_ratio("  the same in CPU time, per round", &efwd_cpu_share, 100.0, "%");
-    printf("  %-44s %10.2f GB/s\n", "expert backward, table rows", row_bytes / e_b * gb);
-    print_ratio("  of the row-read limit, per round", &ebwd_share, 100.0, "%");
-    print_ratio("  the same in CPU time, per round", &ebwd_cpu_share, 100.0, "%");
-    print_samples("gradient rows written once", &row_write, 1e3, "ms");
-    printf("  %-44s %10.2f GB\n", "  their size", write_j.count * sizeof(float) * gb);
+    printf("  %-44s %10.2f GB/s\n", "expert backward, rows read + gradient rows",
+           (row_bytes + write_bytes) / e_b * gb);
+    printf("  %-44s %10.2f GB\n", "  gradient rows written", write_bytes * gb);
+    print_ratio("  of the row-read limit, per round", &ebwd_bytes_share, 100.0, "%");
+    print_ratio("  the same in CPU time, per round", &ebwd_bytes_cpu_share, 100.0, "%");
+    print_samples("gradient rows written once, alone", &row_write, 1e3, "ms");
     print_ratio("  of row read + rows written, per round", &bwd_limit_share, 100.0, "%");
     print_ratio("  the same in CPU time, per round", &bwd_limit_cpu_share, 100.0, "%");
     printf("\nforward breakdown (ms): query %.1f, retrieval %.1f, experts %.1f, rest %.1f, "
@@ -564,9 +536,6 @@ int main(int argc, char **argv)
            1e3 * e_b, 1e3 * (b_med - e_b), 1e3 * b_med);
 
     free(sj.scratch);
-    peer_layer_acts_free(&twin_acts);
-    free(twin_grad_arena);
-    twin_params_free(&twin);
     dense_ffn_acts_free(&dense_acts);
     free(dense_grad_arena);
     free(dense_arena);

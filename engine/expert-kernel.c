@@ -9,7 +9,7 @@
 #define EXPERT_LANES 16
 /* How many slots ahead the rows of the next experts are requested from memory: at N = 1024²
  * the tables span gigabytes and every row is a cache miss. */
-#define EXPERT_PREFETCH_DISTANCE 8
+#define EXPERT_PREFETCH_DISTANCE 4
 
 /* The kernels' own copy, always inlined: the exported expert_dot cannot be inlined in a -fPIC
  * build, where a call through it costs the expert kernels a fifth of their time. */

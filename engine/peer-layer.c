@@ -575,24 +575,6 @@ static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts,
  * memory once: a new row is stored, never zero-filled and read back. */
 #define SPARSE_CHUNK 256
 
-/* The input and output-gradient rows of a pooled row's slots, requested while the row before it
- * is summed: they sit in the last-level cache at best, scattered by token. */
-static void prefetch_pooled_row(const peer_job *job, int p, int D, int per_token)
-{
-    if (p >= job->n_pooled)
-        return;
-    const peer_layer_acts *acts = job->acts;
-    int r = acts->pooled_rows[p];
-    for (int i = job->sparse->row_start[r]; i < job->sparse->row_start[r + 1]; i++) {
-        size_t t = (size_t)(acts->row_slots[i] / per_token);
-        for (int d = 0; d < D; d += 16) {
-            __builtin_prefetch(job->dout + t * D + d, 0, 3);
-            if (!job->cfg->values_only)
-                __builtin_prefetch(job->inp + t * D + d, 0, 3);
-        }
-    }
-}
-
 static void sparse_grad_block(void *data, int task, int thread)
 {
     const peer_job *job = data;
@@ -602,9 +584,7 @@ static void sparse_grad_block(void *data, int task, int thread)
     int D = cfg->d_model, per_token = cfg->heads * cfg->topk;
     int p0 = task * SPARSE_ROW_BLOCK, p1 = min_int(job->n_pooled, p0 + SPARSE_ROW_BLOCK);
     float sum_up[SPARSE_CHUNK], sum_down[SPARSE_CHUNK];
-    prefetch_pooled_row(job, p0, D, per_token);
     for (int p = p0; p < p1; p++) {
-        prefetch_pooled_row(job, p + 1, D, per_token);
         int r = acts->pooled_rows[p];
         float *grad_down = sparse->down + (size_t)r * D;
         float *grad_up = sparse->up + (size_t)r * D;

@@ -11,8 +11,8 @@
  * the tables span gigabytes and every row is a cache miss. */
 #define EXPERT_PREFETCH_DISTANCE 4
 
-/* The kernels' own copy, always inlined: the exported expert_dot cannot be inlined in a -fPIC
- * build, where a call through it costs the expert kernels a fifth of their time. */
+/* The kernels' own copy, always inlined: in a -fPIC build the exported expert_dot stays a call,
+ * one per slot. Both sum in the same order, so callers reproduce the kernels' bits. */
 static inline __attribute__((always_inline)) float dot_lanes(const float *a, const float *b, int n)
 {
     float lanes[EXPERT_LANES] = { 0 };

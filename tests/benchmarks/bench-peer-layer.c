@@ -478,7 +478,7 @@ int main(int argc, char **argv)
 
     double q_med = bench_samples_median(&query);
     printf("query projection (BT, D) · (HK, D)ᵀ = %d × %d × %d\n", BT, HK, D);
-    print_samples("linear_forward (pool, 64-token blocks)", &query, 1e3, "ms");
+    print_samples("linear_forward (pool, 128-token blocks)", &query, 1e3, "ms");
     print_samples("cblas_sgemm, OpenBLAS threads", &query_blas, 1e3, "ms");
     printf("  %-44s %10.1f vs %.1f GFLOP/s (%.0f%%)\n\n", "GFLOP/s",
            gflops(2.0 * ma_query, BT, q_med),

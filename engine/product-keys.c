@@ -4,30 +4,111 @@
 
 #include "thread-pool.h"
 #include <stdlib.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #define PRODUCT_KEYS_MAX_K 1024
 
-void topk_select(const float *values, int n, int k, int32_t *idx, float *val)
+/* Inserts v at index i into the kept list (count, best first); returns the new count. */
+static inline int topk_insert(float v, int i, int k, int count, int32_t *idx, float *val)
+{
+    if (count == k) {
+        /* Strictly better than the worst kept: an equal later value loses the tie. */
+        if (!(v > val[k - 1]))
+            return count;
+        count--;
+    }
+    int p = count;
+    while (p > 0 && val[p - 1] < v) {
+        val[p] = val[p - 1];
+        idx[p] = idx[p - 1];
+        p--;
+    }
+    val[p] = v;
+    idx[p] = i;
+    return count + 1;
+}
+
+static void topk_scan(const float *values, int n, int k, int32_t *idx, float *val)
 {
     int count = 0;
-    for (int i = 0; i < n; i++) {
-        float v = values[i];
-        if (count == k) {
-            /* Strictly better than the worst kept: an equal later value loses the tie. */
-            if (!(v > val[k - 1]))
-                continue;
-            count--;
-        }
-        int p = count;
-        while (p > 0 && val[p - 1] < v) {
-            val[p] = val[p - 1];
-            idx[p] = idx[p - 1];
-            p--;
-        }
-        val[p] = v;
-        idx[p] = i;
-        count++;
+    for (int i = 0; i < n; i++)
+        count = topk_insert(values[i], i, k, count, idx, val);
+}
+
+/* Values are split into TOPK_GROUPS interleaved groups (i mod TOPK_GROUPS). The k-th largest of
+ * the groups' maxima is a floor: at least k values reach it, so nothing below it can be among
+ * the k largest. Only values at or above it go through the insertion, in index order, which
+ * keeps the tie rule. Both passes are plain vector loops. */
+#define TOPK_GROUPS 64
+#define TOPK_BLOCK 16
+
+/* Bit l set when block[l] >= floor, for a block of TOPK_BLOCK values. */
+static inline unsigned reaching_floor(const float *block, float floor)
+{
+#if defined(__AVX512F__)
+    return _mm512_cmp_ps_mask(_mm512_loadu_ps(block), _mm512_set1_ps(floor), _CMP_GE_OQ);
+#elif defined(__AVX__)
+    __m256 f = _mm256_set1_ps(floor);
+    unsigned lo = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(block), f, _CMP_GE_OQ));
+    unsigned hi =
+        (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(block + 8), f, _CMP_GE_OQ));
+    return lo | hi << 8;
+#elif defined(__SSE2__)
+    __m128 f = _mm_set1_ps(floor);
+    unsigned mask = 0;
+    for (int q = 0; q < 4; q++)
+        mask |= (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(block + 4 * q), f)) << 4 * q;
+    return mask;
+#else
+    unsigned mask = 0;
+    for (int l = 0; l < TOPK_BLOCK; l++)
+        mask |= (unsigned)(block[l] >= floor) << l;
+    return mask;
+#endif
+}
+
+void topk_select(const float *values, int n, int k, int32_t *idx, float *val)
+{
+    if (k > TOPK_GROUPS / 2 || n < 4 * TOPK_GROUPS) {
+        topk_scan(values, n, k, idx, val);
+        return;
     }
+    float group_max[TOPK_GROUPS];
+    int unordered = 0; /* a NaN anywhere: the plain scan defines what happens */
+    memcpy(group_max, values, sizeof group_max);
+    int full = n / TOPK_GROUPS * TOPK_GROUPS;
+    for (int i = 0; i < full; i += TOPK_GROUPS)
+        for (int g = 0; g < TOPK_GROUPS; g++) {
+            float v = values[i + g];
+            unordered |= v != v;
+            group_max[g] = v > group_max[g] ? v : group_max[g];
+        }
+    for (int i = full; i < n; i++)
+        unordered |= values[i] != values[i];
+    if (unordered) {
+        topk_scan(values, n, k, idx, val);
+        return;
+    }
+    int32_t floor_idx[TOPK_GROUPS];
+    float floor_val[TOPK_GROUPS];
+    topk_scan(group_max, TOPK_GROUPS, k, floor_idx, floor_val);
+    float floor = floor_val[k - 1];
+
+    int count = 0, i = 0;
+    for (; i + TOPK_BLOCK <= n; i += TOPK_BLOCK) {
+        /* Set bits in index order, so the insertion sees the values as the plain scan would. */
+        for (unsigned reach = reaching_floor(values + i, floor); reach; reach &= reach - 1) {
+            int l = __builtin_ctz(reach);
+            count = topk_insert(values[i + l], i + l, k, count, idx, val);
+        }
+    }
+    for (; i < n; i++)
+        if (values[i] >= floor)
+            count = topk_insert(values[i], i, k, count, idx, val);
 }
 
 void product_keys_merge(const float *val1, const float *val2, int k, int32_t *pick_i,

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "product-keys.h"
 #include "test-util.h"
 
 typedef struct {
@@ -230,9 +231,58 @@ static const retrieval_case cases[] = {
     { 1024 * 1024, 3, 32, 32, 3, true, PEER_NORM_NONE, true },
 };
 
+/* topk_select against sorting: best first, ties to the lower index, over lengths around its
+ * 16-value blocks, with distinct values and with only a few distinct values (many ties). */
+static int compare_desc_then_index(const void *a, const void *b, void *data)
+{
+    const float *values = data;
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (values[i] != values[j])
+        return values[i] > values[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+static void test_topk_select(void)
+{
+    static const int lengths[] = { 1, 5, 15, 16, 17, 31, 33, 100, 1024, 1031 };
+    static const int ks[] = { 1, 2, 5, 16, 40 };
+    peer_rng rng;
+    peer_rng_seed(&rng, TEST_SEED + 17u);
+    for (size_t a = 0; a < G_N_ELEMENTS(lengths); a++) {
+        int n = lengths[a];
+        float *values = g_new(float, n);
+        int32_t *order = g_new(int32_t, n);
+        for (int tied = 0; tied < 2; tied++) {
+            for (int i = 0; i < n; i++) {
+                values[i] = peer_rng_normal(&rng);
+                if (tied)
+                    values[i] = floorf(values[i] * 1.5f);
+                order[i] = i;
+            }
+            g_qsort_with_data(order, n, sizeof(int32_t), compare_desc_then_index, values);
+            for (size_t b = 0; b <= G_N_ELEMENTS(ks); b++) {
+                int k = b < G_N_ELEMENTS(ks) ? MIN(ks[b], n) : n;
+                int32_t idx[1031];
+                float val[1031];
+                topk_select(values, n, k, idx, val);
+                for (int s = 0; s < k; s++) {
+                    if (idx[s] != order[s] || val[s] != values[order[s]])
+                        g_error("topk_select n = %d, k = %d%s: place %d holds index %d (%g), "
+                                "expected %d (%g)",
+                                n, k, tied ? ", tied values" : "", s, idx[s], val[s], order[s],
+                                values[order[s]]);
+                }
+            }
+        }
+        g_free(order);
+        g_free(values);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/retrieval/topk-select", test_topk_select);
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         const retrieval_case *rc = &cases[i];
         char *path = g_strdup_printf("/retrieval/N=%d/h=%d/k=%d/dk=%d/%s/%s%s", rc->n_experts,

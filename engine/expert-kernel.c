@@ -7,6 +7,7 @@
 #endif
 
 #define EXPERT_LANES 16
+typedef float expert_lanes __attribute__((vector_size(EXPERT_LANES * sizeof(float))));
 /* How many slots ahead the rows of the next experts are requested from memory: at N = 1024²
  * the tables span gigabytes and every row is a cache miss. */
 #define EXPERT_PREFETCH_DISTANCE 4
@@ -65,6 +66,47 @@ static inline __attribute__((always_inline)) void prefetch_slot(const int32_t *e
     }
 }
 
+/* dot_lanes (a0, b) and (a1, b) in one loop, summed exactly as dot_lanes sums them (n a multiple
+ * of EXPERT_LANES), while the four rows a pair of slots further on will need are requested a
+ * line at a time: spread over the loop instead of in one burst, the requests keep the memory
+ * system busy while the core computes. */
+static inline __attribute__((always_inline)) void dot_pair(float *dot0, float *dot1,
+                                                          const float *a0, const float *a1,
+                                                          const float *b, int n, const float *p0,
+                                                          const float *p1, const float *p2,
+                                                          const float *p3)
+{
+    /* Vector types keep the sixteen running sums in registers whatever the code around them:
+     * lane l still sums a[i + l]·b[i + l] in the order dot_lanes does. */
+    expert_lanes lanes0 = { 0 }, lanes1 = { 0 };
+    for (int i = 0; i < n; i += EXPERT_LANES) {
+        __builtin_prefetch(p0 + i, 0, 0);
+        __builtin_prefetch(p1 + i, 0, 0);
+        __builtin_prefetch(p2 + i, 0, 0);
+        __builtin_prefetch(p3 + i, 0, 0);
+        expert_lanes x0, x1, y;
+        memcpy(&x0, a0 + i, sizeof x0);
+        memcpy(&x1, a1 + i, sizeof x1);
+        memcpy(&y, b + i, sizeof y);
+        lanes0 += x0 * y;
+        lanes1 += x1 * y;
+    }
+    float sum0 = 0.0f, sum1 = 0.0f;
+    for (int l = 0; l < EXPERT_LANES; l++) {
+        sum0 += lanes0[l];
+        sum1 += lanes1[l];
+    }
+    *dot0 = sum0;
+    *dot1 = sum1;
+}
+
+/* The slot whose rows a pair iteration requests: EXPERT_PREFETCH_DISTANCE ahead, or, past the
+ * end, the slot itself again. */
+static inline int slot_ahead(int slot, int total)
+{
+    return slot + EXPERT_PREFETCH_DISTANCE < total ? slot + EXPERT_PREFETCH_DISTANCE : slot;
+}
+
 /* Slots are taken two at a time: the two dot products and activations are independent, so the
  * core works on both while their rows arrive, and the output row is read and written once per
  * pair. */
@@ -73,6 +115,7 @@ void expert_forward_tokens(float *out, float *preact, const float *x, const int3
                            int slots_per_token, int D, peer_activation act)
 {
     int total = rows * slots_per_token;
+    bool streaming = down && D % EXPERT_LANES == 0;
     for (int s = 0; s < EXPERT_PREFETCH_DISTANCE; s++)
         prefetch_slot(expert, s, total, down, up, D);
     for (int t = 0; t < rows; t++) {
@@ -81,6 +124,22 @@ void expert_forward_tokens(float *out, float *preact, const float *x, const int3
         memset(acc, 0, (size_t)D * sizeof(float));
         int first = t * slots_per_token, end = first + slots_per_token;
         int slot = first;
+        /* With u and whole vector blocks, the dot products request the rows ahead themselves. */
+        for (; streaming && slot + 1 < end; slot += 2) {
+            size_t e0 = (size_t)expert[slot], e1 = (size_t)expert[slot + 1];
+            size_t f0 = (size_t)expert[slot_ahead(slot, total)] * D;
+            size_t f1 = (size_t)expert[slot_ahead(slot + 1, total)] * D;
+            float z0, z1;
+            dot_pair(&z0, &z1, down + e0 * D, down + e1 * D, xt, D, down + f0, up + f0,
+                     down + f1, up + f1);
+            preact[slot] = z0;
+            preact[slot + 1] = z1;
+            float w0 = gate[slot] * expert_activation(z0, act);
+            float w1 = gate[slot + 1] * expert_activation(z1, act);
+            const float *restrict v0 = up + e0 * D, *restrict v1 = up + e1 * D;
+            for (int i = 0; i < D; i++)
+                acc[i] += w0 * v0[i] + w1 * v1[i];
+        }
         for (; slot + 1 < end; slot += 2) {
             prefetch_slot(expert, slot + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
             prefetch_slot(expert, slot + 1 + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
@@ -185,11 +244,20 @@ void expert_backward_tokens(float *dinp, float *dpreact, float *dscore, const fl
         int first = t * per_token, end = first + per_token;
         int slot = first;
         for (; slot + 1 < end; slot += 2) {
-            prefetch_slot(expert, slot + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
-            prefetch_slot(expert, slot + 1 + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
             size_t e0 = (size_t)expert[slot], e1 = (size_t)expert[slot + 1];
-            float dy_v0 = dot_lanes(up + e0 * D, dy, D);
-            float dy_v1 = dot_lanes(up + e1 * D, dy, D);
+            float dy_v0, dy_v1;
+            if (D % EXPERT_LANES == 0) {
+                size_t f0 = (size_t)expert[slot_ahead(slot, total)] * D;
+                size_t f1 = (size_t)expert[slot_ahead(slot + 1, total)] * D;
+                const float *u0 = down ? down + f0 : up + f0, *u1 = down ? down + f1 : up + f1;
+                dot_pair(&dy_v0, &dy_v1, up + e0 * D, up + e1 * D, dy, D, u0, up + f0, u1,
+                         up + f1);
+            } else {
+                prefetch_slot(expert, slot + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+                prefetch_slot(expert, slot + 1 + EXPERT_PREFETCH_DISTANCE, total, down, up, D);
+                dy_v0 = dot_lanes(up + e0 * D, dy, D);
+                dy_v1 = dot_lanes(up + e1 * D, dy, D);
+            }
             float dz0 = backward_slot(slot, dy_v0, dy, xt, dpreact, dscore, preact, gate,
                                       has_down, owned, D, act);
             float dz1 = backward_slot(slot + 1, dy_v1, dy, xt, dpreact, dscore, preact, gate,

@@ -2,8 +2,10 @@
 
 #include <math.h>
 
-/* Task sizes fixed so results do not depend on the thread count. */
-#define NORM_FEATURE_BLOCK 16
+/* Task sizes fixed so results do not depend on the thread count. A feature block reads 64
+ * features, four cache lines, of every token row: with one line (16) the batch-norm forward of
+ * 4096 × 1024 queries took twice as long and its backward a third longer. */
+#define NORM_FEATURE_BLOCK 64
 #define NORM_TOKEN_BLOCK 64
 
 static int min_int(int a, int b)

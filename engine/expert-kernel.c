@@ -115,7 +115,7 @@ void expert_forward_tokens(float *out, float *preact, const float *x, const int3
                            int slots_per_token, int D, peer_activation act)
 {
     int total = rows * slots_per_token;
-    bool streaming = down && D % EXPERT_LANES == 0;
+    bool spread_prefetch = down && D % EXPERT_LANES == 0;
     for (int s = 0; s < EXPERT_PREFETCH_DISTANCE; s++)
         prefetch_slot(expert, s, total, down, up, D);
     for (int t = 0; t < rows; t++) {
@@ -125,7 +125,7 @@ void expert_forward_tokens(float *out, float *preact, const float *x, const int3
         int first = t * slots_per_token, end = first + slots_per_token;
         int slot = first;
         /* With u and whole vector blocks, the dot products request the rows ahead themselves. */
-        for (; streaming && slot + 1 < end; slot += 2) {
+        for (; spread_prefetch && slot + 1 < end; slot += 2) {
             size_t e0 = (size_t)expert[slot], e1 = (size_t)expert[slot + 1];
             size_t f0 = (size_t)expert[slot_ahead(slot, total)] * D;
             size_t f1 = (size_t)expert[slot_ahead(slot + 1, total)] * D;

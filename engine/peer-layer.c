@@ -530,8 +530,8 @@ static void expert_backward_block(void *data, int task, int thread)
 
 /* Gives every expert chosen in this batch a row of the sparse gradient and decides who writes
  * it. A new row chosen by a single slot is owned by that slot: the backward kernel writes it
- * while the slot's input and output-gradient rows are in L1, overlapping the stores with the
- * table reads. Every other row (several slots, or touched by an earlier backward) is pooled: its
+ * while the slot's input and output-gradient rows are in L1, instead of a second pass reading
+ * them again. Every other row (several slots, or touched by an earlier backward) is pooled: its
  * slots are listed in slot order and summed by the pass after the kernel. Serial and O(slots):
  * slot order is what makes the sums deterministic when tokens and heads share an expert. */
 static void sparse_collect_rows(peer_sparse_grad *sparse, peer_layer_acts *acts, size_t slots,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "expert-heatmap.h"
+#include "test-widget-util.h"
 
 #define WINDOW_WIDTH 560
 #define WINDOW_HEIGHT 460
@@ -70,24 +71,6 @@ static void test_properties(void)
     g_object_unref(map);
 }
 
-/* The widget's drawing, as the GSK cairo renderer would rasterise it. */
-static cairo_surface_t *draw_widget(GtkWidget *widget)
-{
-    GtkSnapshot *snapshot = gtk_snapshot_new();
-    GTK_WIDGET_GET_CLASS(widget)->snapshot(widget, snapshot);
-    GskRenderNode *node = gtk_snapshot_free_to_node(snapshot);
-    cairo_surface_t *surface = cairo_image_surface_create(
-        CAIRO_FORMAT_ARGB32, gtk_widget_get_width(widget), gtk_widget_get_height(widget));
-    cairo_t *cr = cairo_create(surface);
-    if (node) {
-        gsk_render_node_draw(node, cr);
-        gsk_render_node_unref(node);
-    }
-    cairo_destroy(cr);
-    cairo_surface_flush(surface);
-    return surface;
-}
-
 static cairo_surface_t *draw_renderer(PeerExpertHeatmap *map, int width, int height)
 {
     cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, width, height);
@@ -99,43 +82,6 @@ static cairo_surface_t *draw_renderer(PeerExpertHeatmap *map, int width, int hei
     cairo_destroy(cr);
     cairo_surface_flush(surface);
     return surface;
-}
-
-/* Pixels whose channels differ by more than 2 levels. */
-static int count_different_pixels(cairo_surface_t *a, cairo_surface_t *b)
-{
-    int width = cairo_image_surface_get_width(a), height = cairo_image_surface_get_height(a);
-    g_assert_cmpint(width, ==, cairo_image_surface_get_width(b));
-    g_assert_cmpint(height, ==, cairo_image_surface_get_height(b));
-    int different = 0;
-    for (int y = 0; y < height; y++) {
-        const guint8 *row_a =
-            cairo_image_surface_get_data(a) + y * cairo_image_surface_get_stride(a);
-        const guint8 *row_b =
-            cairo_image_surface_get_data(b) + y * cairo_image_surface_get_stride(b);
-        for (int x = 0; x < width * 4; x += 4) {
-            int worst = 0;
-            for (int c = 0; c < 4; c++)
-                worst = MAX(worst, abs(row_a[x + c] - row_b[x + c]));
-            different += worst > 2;
-        }
-    }
-    return different;
-}
-
-static gpointer find_controller(GtkWidget *widget, GType type)
-{
-    GListModel *controllers = gtk_widget_observe_controllers(widget);
-    gpointer found = NULL;
-    for (guint i = 0; i < g_list_model_get_n_items(controllers) && !found; i++) {
-        GtkEventController *controller = g_list_model_get_item(controllers, i);
-        if (G_TYPE_CHECK_INSTANCE_TYPE(controller, type))
-            found = controller;
-        g_object_unref(controller);
-    }
-    g_object_unref(controllers);
-    g_assert_nonnull(found);
-    return found;
 }
 
 static void on_activated(PeerExpertHeatmap *map, int expert, gpointer user_data)
@@ -179,30 +125,32 @@ static void test_in_window(void)
     int height = gtk_widget_get_height(GTK_WIDGET(map));
 
     cairo_surface_t *expected = draw_renderer(map, width, height);
-    cairo_surface_t *drawn = draw_widget(GTK_WIDGET(map));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    cairo_surface_t *drawn = widget_test_draw(GTK_WIDGET(map));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
 
     /* Hovering a cell draws the read-out over the same map; leaving takes it away. */
-    GtkEventController *motion = find_controller(GTK_WIDGET(map), GTK_TYPE_EVENT_CONTROLLER_MOTION);
+    GtkEventController *motion =
+        widget_test_find_controller(GTK_WIDGET(map), GTK_TYPE_EVENT_CONTROLLER_MOTION);
     double x, y;
     cell_centre(map, 20, 30, &x, &y);
     g_assert_cmpint(peer_expert_heatmap_expert_at(map, x, y), ==, 20 * SIDE + 30);
     g_signal_emit_by_name(motion, "enter", x, y);
     g_signal_emit_by_name(motion, "motion", x, y);
-    drawn = draw_widget(GTK_WIDGET(map));
-    g_assert_cmpint(count_different_pixels(drawn, expected), >, 100);
+    drawn = widget_test_draw(GTK_WIDGET(map));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), >, 100);
     cairo_surface_destroy(drawn);
     g_signal_emit_by_name(motion, "leave");
-    drawn = draw_widget(GTK_WIDGET(map));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    drawn = widget_test_draw(GTK_WIDGET(map));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
     cairo_surface_destroy(expected);
 
     /* The wheel zooms in around the cell under the pointer: it stays under the pointer. */
     g_signal_emit_by_name(motion, "enter", x, y);
     g_signal_emit_by_name(motion, "motion", x, y);
-    GtkEventController *scroll = find_controller(GTK_WIDGET(map), GTK_TYPE_EVENT_CONTROLLER_SCROLL);
+    GtkEventController *scroll =
+        widget_test_find_controller(GTK_WIDGET(map), GTK_TYPE_EVENT_CONTROLLER_SCROLL);
     gboolean handled = FALSE;
     for (int notch = 0; notch < 6; notch++) {
         g_signal_emit_by_name(scroll, "scroll", 0.0, -1.0, &handled);
@@ -215,13 +163,13 @@ static void test_in_window(void)
     /* What is drawn is the renderer's picture of the zoomed view. */
     g_signal_emit_by_name(motion, "leave");
     expected = draw_renderer(map, width, height);
-    drawn = draw_widget(GTK_WIDGET(map));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    drawn = widget_test_draw(GTK_WIDGET(map));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
     cairo_surface_destroy(expected);
 
     /* A drag pans by the distance dragged, in cells. */
-    GtkGesture *drag = find_controller(GTK_WIDGET(map), GTK_TYPE_GESTURE_DRAG);
+    GtkGesture *drag = widget_test_find_controller(GTK_WIDGET(map), GTK_TYPE_GESTURE_DRAG);
     double cells_per_pixel = view.span / peer_expert_heatmap_get_layout(map)->size;
     ExpertHeatmapView before = view;
     g_signal_emit_by_name(drag, "drag-begin", x, y);
@@ -234,14 +182,14 @@ static void test_in_window(void)
     g_assert_cmpint(dragged_to, !=, 20 * SIDE + 30);
 
     /* The release that ends a drag is no click. */
-    GtkGesture *click = find_controller(GTK_WIDGET(map), GTK_TYPE_GESTURE_CLICK);
+    GtkGesture *click = widget_test_find_controller(GTK_WIDGET(map), GTK_TYPE_GESTURE_CLICK);
     int activated = -1;
     g_signal_connect(map, "expert-activated", G_CALLBACK(on_activated), &activated);
     g_signal_emit_by_name(click, "released", 1, x, y);
     g_assert_cmpint(activated, ==, -1);
 
     /* A click (a press that did not move) activates the expert under it and outlines it. */
-    draw_widget(GTK_WIDGET(map));
+    cairo_surface_destroy(widget_test_draw(GTK_WIDGET(map)));
     cell_centre(map, 22, 33, &x, &y);
     g_signal_emit_by_name(drag, "drag-begin", x, y);
     g_signal_emit_by_name(drag, "drag-update", 1.0, 1.0);
@@ -262,8 +210,8 @@ static void test_in_window(void)
     peer_expert_heatmap_set_grid(map, SIDE, values, FALSE);
     peer_expert_heatmap_set_scale(map, EXPERT_HEATMAP_LOG);
     expected = draw_renderer(map, width, height);
-    drawn = draw_widget(GTK_WIDGET(map));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    drawn = widget_test_draw(GTK_WIDGET(map));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
     cairo_surface_destroy(expected);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "loss-plot.h"
+#include "test-widget-util.h"
 
 #define WINDOW_WIDTH 480
 #define WINDOW_HEIGHT 320
@@ -127,24 +128,6 @@ static void test_series(void)
     g_object_unref(plot);
 }
 
-/* The widget's drawing, as the GSK cairo renderer would rasterise it. */
-static cairo_surface_t *draw_widget(GtkWidget *widget)
-{
-    GtkSnapshot *snapshot = gtk_snapshot_new();
-    GTK_WIDGET_GET_CLASS(widget)->snapshot(widget, snapshot);
-    GskRenderNode *node = gtk_snapshot_free_to_node(snapshot);
-    cairo_surface_t *surface = cairo_image_surface_create(
-        CAIRO_FORMAT_ARGB32, gtk_widget_get_width(widget), gtk_widget_get_height(widget));
-    cairo_t *cr = cairo_create(surface);
-    if (node) {
-        gsk_render_node_draw(node, cr);
-        gsk_render_node_unref(node);
-    }
-    cairo_destroy(cr);
-    cairo_surface_flush(surface);
-    return surface;
-}
-
 static cairo_surface_t *draw_renderer(PeerLossPlot *plot, int width, int height)
 {
     cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, width, height);
@@ -154,42 +137,6 @@ static cairo_surface_t *draw_renderer(PeerLossPlot *plot, int width, int height)
     cairo_destroy(cr);
     cairo_surface_flush(surface);
     return surface;
-}
-
-/* Pixels whose channels differ by more than 2 levels. */
-static int count_different_pixels(cairo_surface_t *a, cairo_surface_t *b)
-{
-    int width = cairo_image_surface_get_width(a), height = cairo_image_surface_get_height(a);
-    g_assert_cmpint(width, ==, cairo_image_surface_get_width(b));
-    g_assert_cmpint(height, ==, cairo_image_surface_get_height(b));
-    int different = 0;
-    for (int y = 0; y < height; y++) {
-        const guint8 *row_a =
-            cairo_image_surface_get_data(a) + y * cairo_image_surface_get_stride(a);
-        const guint8 *row_b =
-            cairo_image_surface_get_data(b) + y * cairo_image_surface_get_stride(b);
-        for (int x = 0; x < width * 4; x += 4) {
-            int worst = 0;
-            for (int c = 0; c < 4; c++)
-                worst = MAX(worst, abs(row_a[x + c] - row_b[x + c]));
-            different += worst > 2;
-        }
-    }
-    return different;
-}
-
-static GtkEventController *find_motion_controller(GtkWidget *widget)
-{
-    GListModel *controllers = gtk_widget_observe_controllers(widget);
-    GtkEventController *found = NULL;
-    for (guint i = 0; i < g_list_model_get_n_items(controllers) && !found; i++) {
-        GtkEventController *controller = g_list_model_get_item(controllers, i);
-        if (GTK_IS_EVENT_CONTROLLER_MOTION(controller))
-            found = controller;
-        g_object_unref(controller);
-    }
-    g_object_unref(controllers);
-    return found;
 }
 
 static void test_draws_like_renderer(void)
@@ -221,30 +168,31 @@ static void test_draws_like_renderer(void)
     g_assert_cmpint(height, >=, 200);
 
     cairo_surface_t *expected = draw_renderer(plot, width, height);
-    cairo_surface_t *drawn = draw_widget(GTK_WIDGET(plot));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    cairo_surface_t *drawn = widget_test_draw(GTK_WIDGET(plot));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
 
     /* The pointer over the data: the crosshair and read-out drawn over the same plot. */
-    GtkEventController *motion = find_motion_controller(GTK_WIDGET(plot));
+    GtkEventController *motion =
+        widget_test_find_controller(GTK_WIDGET(plot), GTK_TYPE_EVENT_CONTROLLER_MOTION);
     g_assert_nonnull(motion);
     g_signal_emit_by_name(motion, "enter", width * 0.5, height * 0.5);
     g_signal_emit_by_name(motion, "motion", width * 0.55, height * 0.5);
-    drawn = draw_widget(GTK_WIDGET(plot));
-    g_assert_cmpint(count_different_pixels(drawn, expected), >, 50);
+    drawn = widget_test_draw(GTK_WIDGET(plot));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), >, 50);
     cairo_surface_destroy(drawn);
 
     g_signal_emit_by_name(motion, "leave");
-    drawn = draw_widget(GTK_WIDGET(plot));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    drawn = widget_test_draw(GTK_WIDGET(plot));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
     cairo_surface_destroy(expected);
 
     /* A change of data draws anew. */
     peer_loss_plot_set_series_visible(plot, 1, FALSE);
     expected = draw_renderer(plot, width, height);
-    drawn = draw_widget(GTK_WIDGET(plot));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    drawn = widget_test_draw(GTK_WIDGET(plot));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
     cairo_surface_destroy(expected);
 
@@ -259,8 +207,8 @@ static void test_draws_like_renderer(void)
     g_assert_cmpfloat(plot_color_luminance(style->background), <, 0.5);
     g_assert_cmpfloat(plot_color_luminance(style->foreground), >, 0.5);
     expected = draw_renderer(plot, width, height);
-    drawn = draw_widget(GTK_WIDGET(plot));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    drawn = widget_test_draw(GTK_WIDGET(plot));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
     cairo_surface_destroy(expected);
     g_object_set(gtk_settings_get_default(), "gtk-application-prefer-dark-theme", FALSE, NULL);

@@ -12,6 +12,7 @@
 #include "retrieval-path.h"
 #include "retrieval-trace.h"
 #include "test-util.h"
+#include "test-widget-util.h"
 #include "token-strip.h"
 
 /* Long enough for any display to map a window; never a measure of speed. */
@@ -35,72 +36,13 @@ static void settle(void)
             ;
 }
 
-static GtkEventController *find_controller(GtkWidget *widget, GType type)
-{
-    GListModel *controllers = gtk_widget_observe_controllers(widget);
-    GtkEventController *found = NULL;
-    for (guint i = 0; i < g_list_model_get_n_items(controllers) && !found; i++) {
-        GtkEventController *controller = g_list_model_get_item(controllers, i);
-        if (G_TYPE_CHECK_INSTANCE_TYPE(controller, type))
-            found = controller;
-        g_object_unref(controller);
-    }
-    g_object_unref(controllers);
-    return found;
-}
-
 static gboolean press_key(GtkWidget *widget, guint keyval)
 {
-    GtkEventController *keys = find_controller(widget, GTK_TYPE_EVENT_CONTROLLER_KEY);
+    GtkEventController *keys = widget_test_find_controller(widget, GTK_TYPE_EVENT_CONTROLLER_KEY);
     g_assert_nonnull(keys);
     gboolean handled = FALSE;
     g_signal_emit_by_name(keys, "key-pressed", keyval, 0, (GdkModifierType)0, &handled);
     return handled;
-}
-
-static cairo_surface_t *draw_widget(GtkWidget *widget)
-{
-    GtkSnapshot *snapshot = gtk_snapshot_new();
-    GTK_WIDGET_GET_CLASS(widget)->snapshot(widget, snapshot);
-    GskRenderNode *node = gtk_snapshot_free_to_node(snapshot);
-    cairo_surface_t *surface = cairo_image_surface_create(
-        CAIRO_FORMAT_ARGB32, gtk_widget_get_width(widget), gtk_widget_get_height(widget));
-    cairo_t *cr = cairo_create(surface);
-    if (node) {
-        gsk_render_node_draw(node, cr);
-        gsk_render_node_unref(node);
-    }
-    cairo_destroy(cr);
-    cairo_surface_flush(surface);
-    return surface;
-}
-
-static void pixel(cairo_surface_t *surface, double x, double y, int rgb[3])
-{
-    const guint8 *p = cairo_image_surface_get_data(surface) +
-                      (int)y * cairo_image_surface_get_stride(surface) + (int)x * 4;
-    rgb[0] = p[2];
-    rgb[1] = p[1];
-    rgb[2] = p[0];
-}
-
-static int count_different_pixels(cairo_surface_t *a, cairo_surface_t *b)
-{
-    int width = cairo_image_surface_get_width(a), height = cairo_image_surface_get_height(a);
-    g_assert_cmpint(width, ==, cairo_image_surface_get_width(b));
-    g_assert_cmpint(height, ==, cairo_image_surface_get_height(b));
-    int different = 0;
-    for (int y = 0; y < height; y++) {
-        const guint8 *ra = cairo_image_surface_get_data(a) + y * cairo_image_surface_get_stride(a);
-        const guint8 *rb = cairo_image_surface_get_data(b) + y * cairo_image_surface_get_stride(b);
-        for (int x = 0; x < width * 4; x += 4) {
-            int worst = 0;
-            for (int c = 0; c < 4; c++)
-                worst = MAX(worst, abs(ra[x + c] - rb[x + c]));
-            different += worst > 2;
-        }
-    }
-    return different;
 }
 
 /* ---- the token strip ------------------------------------------------------------------------- */
@@ -206,29 +148,30 @@ static void test_strip(void)
     /* A click picks the token under it. */
     graphene_rect_t cell;
     g_assert_true(peer_token_strip_get_cell_bounds(strip, 9, &cell));
-    GtkEventController *click = find_controller(GTK_WIDGET(strip), GTK_TYPE_GESTURE_CLICK);
+    GtkEventController *click =
+        widget_test_find_controller(GTK_WIDGET(strip), GTK_TYPE_GESTURE_CLICK);
     g_signal_emit_by_name(click, "pressed", 1, (double)(cell.origin.x + cell.size.width / 2),
                           (double)(cell.origin.y + cell.size.height / 2));
     g_assert_cmpint(peer_token_strip_get_position(strip), ==, 9);
 
     /* Cells carry their loss's colour; the outline moves with the current token. */
-    cairo_surface_t *at_nine = draw_widget(GTK_WIDGET(strip));
+    cairo_surface_t *at_nine = widget_test_draw(GTK_WIDGET(strip));
     for (int i = 6; i < 12; i += 5) {
         g_assert_true(peer_token_strip_get_cell_bounds(strip, i, &cell));
         GdkRGBA expected;
         peer_token_strip_loss_color(loss[i], &expected);
         int rgb[3];
-        pixel(at_nine, cell.origin.x + 1.5, cell.origin.y + cell.size.height / 2, rgb);
+        widget_test_pixel(at_nine, cell.origin.x + 1.5, cell.origin.y + cell.size.height / 2, rgb);
         g_assert_cmpint(abs(rgb[0] - (int)lround(expected.red * 255)), <=, 2);
         g_assert_cmpint(abs(rgb[1] - (int)lround(expected.green * 255)), <=, 2);
         g_assert_cmpint(abs(rgb[2] - (int)lround(expected.blue * 255)), <=, 2);
     }
     peer_token_strip_set_position(strip, 10);
-    cairo_surface_t *at_ten = draw_widget(GTK_WIDGET(strip));
-    g_assert_cmpint(count_different_pixels(at_nine, at_ten), >, 20);
+    cairo_surface_t *at_ten = widget_test_draw(GTK_WIDGET(strip));
+    g_assert_cmpint(widget_test_count_different_pixels(at_nine, at_ten), >, 20);
     peer_token_strip_set_position(strip, 9);
-    cairo_surface_t *again = draw_widget(GTK_WIDGET(strip));
-    g_assert_cmpint(count_different_pixels(at_nine, again), ==, 0);
+    cairo_surface_t *again = widget_test_draw(GTK_WIDGET(strip));
+    g_assert_cmpint(widget_test_count_different_pixels(at_nine, again), ==, 0);
     cairo_surface_destroy(at_nine);
     cairo_surface_destroy(at_ten);
     cairo_surface_destroy(again);
@@ -334,8 +277,8 @@ static void test_path(void)
     int width = gtk_widget_get_width(GTK_WIDGET(path));
     int height = gtk_widget_get_height(GTK_WIDGET(path));
     cairo_surface_t *expected = draw_renderer(path);
-    cairo_surface_t *drawn = draw_widget(GTK_WIDGET(path));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    cairo_surface_t *drawn = widget_test_draw(GTK_WIDGET(path));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
 
     /* The pointer over the second head's third expert emphasises it; leaving ends that. */
@@ -343,22 +286,23 @@ static void test_path(void)
     g_assert_true(retrieval_path_expert_position(width, height, copy,
                                                  peer_retrieval_path_get_style(path), 1, 2,
                                                  &row_x, &row_y, &cell_x, &cell_y));
-    GtkEventController *motion = find_controller(GTK_WIDGET(path),
+    GtkEventController *motion = widget_test_find_controller(GTK_WIDGET(path),
                                                  GTK_TYPE_EVENT_CONTROLLER_MOTION);
     g_signal_emit_by_name(motion, "motion", row_x, row_y);
     g_assert_cmpint(copy->highlight_head, ==, 1);
     g_assert_cmpint(copy->highlight_rank, ==, 2);
-    drawn = draw_widget(GTK_WIDGET(path));
-    g_assert_cmpint(count_different_pixels(drawn, expected), >, 100);
+    drawn = widget_test_draw(GTK_WIDGET(path));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), >, 100);
     cairo_surface_destroy(drawn);
     g_signal_emit_by_name(motion, "leave");
-    drawn = draw_widget(GTK_WIDGET(path));
-    g_assert_cmpint(count_different_pixels(drawn, expected), ==, 0);
+    drawn = widget_test_draw(GTK_WIDGET(path));
+    g_assert_cmpint(widget_test_count_different_pixels(drawn, expected), ==, 0);
     cairo_surface_destroy(drawn);
     cairo_surface_destroy(expected);
 
     /* A click on its row, then on its cell, activates it; a click elsewhere does nothing. */
-    GtkEventController *click = find_controller(GTK_WIDGET(path), GTK_TYPE_GESTURE_CLICK);
+    GtkEventController *click =
+        widget_test_find_controller(GTK_WIDGET(path), GTK_TYPE_GESTURE_CLICK);
     g_signal_emit_by_name(click, "released", 1, row_x, row_y);
     g_assert_cmpint(clicks.activations, ==, 1);
     g_assert_cmpint(clicks.head, ==, 2);

@@ -16,6 +16,9 @@
 #include "test-ui-util.h"
 #include "tokens-page.h"
 
+/* The toplevel types the tests wait for, as ui_test_wait data. */
+#define EXPORT_DIALOG GSIZE_TO_POINTER (PEER_TYPE_EXPORT_DIALOG)
+
 #define EXPERT_LAYER 1 /* the tiny run's PEER block */
 #define STEPS 6
 
@@ -41,63 +44,16 @@ run_reached (gpointer run)
   return peer_run_get_step (run) >= STEPS;
 }
 
-static GtkWidget *
-find_of_type (GtkWidget *root, GType type)
-{
-  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type))
-    return root;
-  for (GtkWidget *child = gtk_widget_get_first_child (root); child;
-       child = gtk_widget_get_next_sibling (child))
-    {
-      GtkWidget *found = find_of_type (child, type);
-      if (found)
-        return found;
-    }
-  return NULL;
-}
-
-static PeerExportDialog *
-find_dialog (void)
-{
-  GListModel *toplevels = gtk_window_get_toplevels ();
-  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
-    {
-      g_autoptr (GObject) toplevel = g_list_model_get_item (toplevels, i);
-      if (PEER_IS_EXPORT_DIALOG (toplevel) && gtk_widget_get_visible (GTK_WIDGET (toplevel)))
-        return PEER_EXPORT_DIALOG (toplevel);
-    }
-  return NULL;
-}
-
-static gboolean
-dialog_shown (gpointer data)
-{
-  return find_dialog () != NULL;
-}
-
-static gboolean
-dialog_gone (gpointer data)
-{
-  return find_dialog () == NULL;
-}
-
-static void
-close_dialog (PeerExportDialog *dialog)
-{
-  gtk_window_close (GTK_WINDOW (dialog));
-  g_assert_true (ui_test_wait (dialog_gone, NULL, 10));
-}
-
 static PeerExportDialog *
 open_with_button_in (GtkWidget *root, const char *name)
 {
-  g_assert_null (find_dialog ());
+  g_assert_null (ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG));
   GtkWidget *button = ui_test_find_widget (root, name);
   g_assert_nonnull (button);
   g_assert_true (gtk_widget_is_drawable (button));
   g_signal_emit_by_name (button, "clicked");
-  g_assert_true (ui_test_wait (dialog_shown, NULL, 10));
-  return find_dialog ();
+  g_assert_true (ui_test_wait (ui_test_toplevel_shown, EXPORT_DIALOG, 10));
+  return ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG);
 }
 
 static PeerExportDialog *
@@ -109,10 +65,10 @@ open_with_button (const char *name)
 static PeerExportDialog *
 open_with_shortcut (void)
 {
-  g_assert_null (find_dialog ());
+  g_assert_null (ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG));
   g_action_group_activate_action (G_ACTION_GROUP (window), "export", NULL);
-  g_assert_true (ui_test_wait (dialog_shown, NULL, 10));
-  return find_dialog ();
+  g_assert_true (ui_test_wait (ui_test_toplevel_shown, EXPORT_DIALOG, 10));
+  return ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG);
 }
 
 static char *
@@ -225,7 +181,8 @@ test_expert_map (void)
   g_assert_true (ui_test_wait (run_reached, run, 60));
 
   gtk_widget_activate_action (GTK_WIDGET (window), "win.page", "s", "experts");
-  experts_page = PEER_EXPERTS_PAGE (find_of_type (GTK_WIDGET (window), PEER_TYPE_EXPERTS_PAGE));
+  experts_page = PEER_EXPERTS_PAGE (
+      ui_test_find_widget_of_type (GTK_WIDGET (window), PEER_TYPE_EXPERTS_PAGE));
   g_assert_nonnull (experts_page);
   peer_experts_page_set_window (experts_page, EXPERT_WINDOW_SINCE_START);
   g_assert_true (ui_test_wait (grid_shown, NULL, 60));
@@ -237,7 +194,7 @@ test_expert_map (void)
   PeerExportDialog *dialog = open_with_button ("export-map-button");
   g_assert_true (peer_export_dialog_get_plot (dialog) == map);
   assert_png_is_screen (dialog, "map.png");
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
   gtk_widget_grab_focus (map);
   dialog = open_with_shortcut ();
   g_assert_true (peer_export_dialog_get_plot (dialog) == map);
@@ -281,7 +238,7 @@ test_expert_map (void)
   /* Since start: 6 steps of 2 × 32 tokens, 2 heads choosing 4 experts each. */
   g_assert_cmpfloat (grid_selections, ==, STEPS * 2 * 32 * 2 * 4);
   g_assert_cmpint (chosen, >, 1);
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 }
 
 /* ---- the retrieval path --------------------------------------------------------------------- */
@@ -299,7 +256,8 @@ static void
 test_retrieval_path (void)
 {
   gtk_widget_activate_action (GTK_WIDGET (window), "win.page", "s", "tokens");
-  tokens_page = PEER_TOKENS_PAGE (find_of_type (GTK_WIDGET (window), PEER_TYPE_TOKENS_PAGE));
+  tokens_page = PEER_TOKENS_PAGE (
+      ui_test_find_widget_of_type (GTK_WIDGET (window), PEER_TYPE_TOKENS_PAGE));
   g_assert_nonnull (tokens_page);
   g_assert_true (ui_test_wait (read_done, NULL, 60));
   peer_tokens_page_set_layer (tokens_page, EXPERT_LAYER);
@@ -315,7 +273,7 @@ test_retrieval_path (void)
   /* The pointer's emphasis is the screen's alone: the picture has none. */
   peer_retrieval_path_set_highlight (PEER_RETRIEVAL_PATH (path), 0, 0);
   assert_png_is_screen (dialog, "path.png");
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 
   /* One head shown: the picture follows it. */
   peer_tokens_page_set_head (tokens_page, 1);
@@ -362,7 +320,7 @@ test_retrieval_path (void)
         }
     }
   json_decref (root);
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 }
 
 /* ---- the expert inspector ------------------------------------------------------------------ */
@@ -378,7 +336,7 @@ inspected (gpointer inspector)
 static PeerExportDialog *
 open_with_inspector_shortcut (GtkWidget *inspector)
 {
-  g_assert_null (find_dialog ());
+  g_assert_null (ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG));
   gboolean activated = FALSE;
   GListModel *controllers = gtk_widget_observe_controllers (inspector);
   for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
@@ -398,8 +356,8 @@ open_with_inspector_shortcut (GtkWidget *inspector)
     }
   g_object_unref (controllers);
   g_assert_true (activated);
-  g_assert_true (ui_test_wait (dialog_shown, NULL, 10));
-  return find_dialog ();
+  g_assert_true (ui_test_wait (ui_test_toplevel_shown, EXPORT_DIALOG, 10));
+  return ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG);
 }
 
 static char **
@@ -437,7 +395,7 @@ test_expert_inspector (void)
       open_with_button_in (GTK_WIDGET (inspector), "export-inspector-button");
   g_assert_true (peer_export_dialog_get_plot (dialog) ==
                  ui_test_find_widget (GTK_WIDGET (inspector), "usage-plot"));
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
   GtkWidget *activation = ui_test_find_widget (GTK_WIDGET (inspector), "activation-plot");
   gtk_widget_grab_focus (activation);
   dialog = open_with_button_in (GTK_WIDGET (inspector), "export-inspector-button");
@@ -460,7 +418,7 @@ test_expert_inspector (void)
   g_assert_cmpuint (total, ==, in->activation.total);
   g_assert_cmpuint (total, >, 0);
   g_assert_cmpfloat (g_ascii_strtod (lines[1], NULL), ==, in->activation.lo);
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 
   /* The logit plot's CSV: the bytes pushed up most and down most, with their effects. */
   GtkWidget *logit_plot = ui_test_find_widget (GTK_WIDGET (inspector), "logit-plot");
@@ -474,7 +432,7 @@ test_expert_inspector (void)
   g_assert_cmpint (atoi (top[2]), ==, in->pushed_up[0]);
   g_assert_cmpfloat ((float) g_ascii_strtod (top[4], NULL), ==,
                      in->logit_effect[in->pushed_up[0]]);
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
   gtk_window_destroy (GTK_WINDOW (gtk_widget_get_root (GTK_WIDGET (inspector))));
 }
 

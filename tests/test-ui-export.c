@@ -14,6 +14,10 @@
 static PeerWindow *window;
 static char *work_dir;
 
+/* The toplevel types the tests wait for, as ui_test_wait data. */
+#define EXPORT_DIALOG GSIZE_TO_POINTER (PEER_TYPE_EXPORT_DIALOG)
+#define MESSAGE_DIALOG GSIZE_TO_POINTER (ADW_TYPE_MESSAGE_DIALOG)
+
 static gboolean
 window_is_mapped (gpointer data)
 {
@@ -58,44 +62,12 @@ open_run (const char *name, double offset)
 }
 
 static PeerExportDialog *
-find_dialog (void)
-{
-  GListModel *toplevels = gtk_window_get_toplevels ();
-  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
-    {
-      g_autoptr (GObject) toplevel = g_list_model_get_item (toplevels, i);
-      if (PEER_IS_EXPORT_DIALOG (toplevel) && gtk_widget_get_visible (GTK_WIDGET (toplevel)))
-        return PEER_EXPORT_DIALOG (toplevel);
-    }
-  return NULL;
-}
-
-static gboolean
-dialog_shown (gpointer data)
-{
-  return find_dialog () != NULL;
-}
-
-static gboolean
-dialog_gone (gpointer data)
-{
-  return find_dialog () == NULL;
-}
-
-static void
-close_dialog (PeerExportDialog *dialog)
-{
-  gtk_window_close (GTK_WINDOW (dialog));
-  g_assert_true (ui_test_wait (dialog_gone, NULL, 10));
-}
-
-static PeerExportDialog *
 open_with_shortcut (void)
 {
-  g_assert_null (find_dialog ());
+  g_assert_null (ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG));
   g_action_group_activate_action (G_ACTION_GROUP (window), "export", NULL);
-  g_assert_true (ui_test_wait (dialog_shown, NULL, 10));
-  return find_dialog ();
+  g_assert_true (ui_test_wait (ui_test_toplevel_shown, EXPORT_DIALOG, 10));
+  return ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG);
 }
 
 static char *
@@ -133,17 +105,17 @@ test_opens (void)
   PeerExportDialog *dialog = open_with_shortcut ();
   g_assert_true (peer_export_dialog_get_plot (dialog) == plot);
   g_assert_true (gtk_window_get_transient_for (GTK_WINDOW (dialog)) == GTK_WINDOW (window));
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 
   GtkWidget *button = ui_test_find_widget (GTK_WIDGET (window), "export-plot-button");
   g_assert_nonnull (button);
   gtk_widget_grab_focus (button);
   g_assert_true (peer_export_find_plot (GTK_WINDOW (window), NULL) == NULL);
   g_signal_emit_by_name (button, "clicked");
-  g_assert_true (ui_test_wait (dialog_shown, NULL, 10));
-  dialog = find_dialog ();
+  g_assert_true (ui_test_wait (ui_test_toplevel_shown, EXPORT_DIALOG, 10));
+  dialog = ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG);
   g_assert_true (peer_export_dialog_get_plot (dialog) == plot);
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 }
 
 /* ---- the picture ---------------------------------------------------------------------------- */
@@ -219,7 +191,7 @@ test_png_is_screen (void)
   g_assert_cmpint (cairo_image_surface_get_width (exported), ==, 1000);
   g_assert_cmpint (cairo_image_surface_get_height (exported), ==, 600);
   cairo_surface_destroy (exported);
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 }
 
 /* ---- the data -------------------------------------------------------------------------------- */
@@ -250,7 +222,7 @@ test_csv_of_shown_runs (void)
   g_assert_cmpuint (count_lines_starting (text, "alpha,validation,"), ==, 3);
   g_assert_cmpuint (count_lines_starting (text, "beta,train,"), ==, 30);
   g_assert_nonnull (strstr (text, "alpha,train,8,512,8000000000,8,"));
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 
   /* A run taken off the plot is left out of the file. */
   GListModel *runs = peer_window_get_runs (window);
@@ -264,29 +236,10 @@ test_csv_of_shown_runs (void)
   g_assert_cmpuint (count_lines_starting (text, "alpha,"), ==, 33);
   g_assert_cmpuint (count_lines_starting (text, "beta,"), ==, 0);
   peer_run_set_visible (beta, TRUE);
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 }
 
 /* ---- naming the file ------------------------------------------------------------------------ */
-
-static AdwMessageDialog *
-find_message_dialog (void)
-{
-  GListModel *toplevels = gtk_window_get_toplevels ();
-  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
-    {
-      g_autoptr (GObject) toplevel = g_list_model_get_item (toplevels, i);
-      if (ADW_IS_MESSAGE_DIALOG (toplevel) && gtk_widget_get_visible (GTK_WIDGET (toplevel)))
-        return ADW_MESSAGE_DIALOG (toplevel);
-    }
-  return NULL;
-}
-
-static gboolean
-message_dialog_shown (gpointer data)
-{
-  return find_message_dialog () != NULL;
-}
 
 static void
 test_extension_and_replace (void)
@@ -297,7 +250,7 @@ test_extension_and_replace (void)
   g_autofree char *svg = path_in ("figure.svg");
   peer_export_dialog_save_as (dialog, stem);
   /* Written, then the dialog closed. */
-  g_assert_true (ui_test_wait (dialog_gone, NULL, 10));
+  g_assert_true (ui_test_wait (ui_test_toplevel_gone, EXPORT_DIALOG, 10));
   g_assert_true (g_file_test (svg, G_FILE_TEST_IS_REGULAR));
   g_assert_false (g_file_test (stem, G_FILE_TEST_EXISTS));
 
@@ -306,20 +259,20 @@ test_extension_and_replace (void)
   dialog = open_with_shortcut ();
   g_assert_cmpuint (peer_export_dialog_get_format (dialog), ==, PLOT_EXPORT_SVG);
   peer_export_dialog_save_as (dialog, stem);
-  g_assert_true (ui_test_wait (message_dialog_shown, NULL, 10));
-  AdwMessageDialog *ask = find_message_dialog ();
+  g_assert_true (ui_test_wait (ui_test_toplevel_shown, MESSAGE_DIALOG, 10));
+  AdwMessageDialog *ask = ui_test_find_toplevel (ADW_TYPE_MESSAGE_DIALOG);
   g_assert_cmpstr (adw_message_dialog_get_heading (ask), ==, "Replace “figure.svg”?");
   adw_message_dialog_response (ask, "cancel");
   ui_test_spin (0.2);
   g_autofree char *kept = NULL;
   g_assert_true (g_file_get_contents (svg, &kept, NULL, NULL));
   g_assert_cmpstr (kept, ==, "older");
-  g_assert_true (find_dialog () == dialog);
+  g_assert_true (ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG) == dialog);
 
   peer_export_dialog_save_as (dialog, stem);
-  g_assert_true (ui_test_wait (message_dialog_shown, NULL, 10));
-  adw_message_dialog_response (find_message_dialog (), "replace");
-  g_assert_true (ui_test_wait (dialog_gone, NULL, 10));
+  g_assert_true (ui_test_wait (ui_test_toplevel_shown, MESSAGE_DIALOG, 10));
+  adw_message_dialog_response (ui_test_find_toplevel (ADW_TYPE_MESSAGE_DIALOG), "replace");
+  g_assert_true (ui_test_wait (ui_test_toplevel_gone, EXPORT_DIALOG, 10));
   g_autofree char *replaced = NULL;
   g_assert_true (g_file_get_contents (svg, &replaced, NULL, NULL));
   g_assert_true (g_str_has_prefix (replaced, "<?xml"));
@@ -349,12 +302,12 @@ test_refused_in_dialog (void)
   g_clear_error (&error);
 
   /* The dialog stays open for another try, which clears the message. */
-  g_assert_true (find_dialog () == dialog);
+  g_assert_true (ui_test_find_toplevel (PEER_TYPE_EXPORT_DIALOG) == dialog);
   g_autofree char *png = path_in ("retry.png");
   g_assert_true (peer_export_dialog_export (dialog, png, &error));
   g_assert_null (peer_export_dialog_get_error (dialog));
   g_assert_false (g_file_test (text, G_FILE_TEST_EXISTS));
-  close_dialog (dialog);
+  ui_test_close_toplevel (GTK_WINDOW (dialog));
 }
 
 static void

@@ -76,14 +76,10 @@ open_dialog (void)
 {
   g_action_group_activate_action (G_ACTION_GROUP (ui_test_application ()), "new-run", NULL);
   ui_test_spin (0.1);
-  GListModel *toplevels = gtk_window_get_toplevels ();
-  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
-    {
-      g_autoptr (GObject) toplevel = g_list_model_get_item (toplevels, i);
-      if (PEER_IS_NEW_RUN_DIALOG (toplevel) && gtk_widget_get_visible (GTK_WIDGET (toplevel)))
-        return PEER_NEW_RUN_DIALOG (toplevel);
-    }
-  g_error ("app.new-run showed no New Run dialog");
+  PeerNewRunDialog *dialog = ui_test_find_toplevel (PEER_TYPE_NEW_RUN_DIALOG);
+  if (!dialog)
+    g_error ("app.new-run showed no New Run dialog");
+  return dialog;
 }
 
 static void

@@ -78,6 +78,55 @@ ui_test_find_widget (GtkWidget *root, const char *name)
   return NULL;
 }
 
+GtkWidget *
+ui_test_find_widget_of_type (GtkWidget *root, GType type)
+{
+  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type))
+    return root;
+  for (GtkWidget *child = gtk_widget_get_first_child (root); child;
+       child = gtk_widget_get_next_sibling (child))
+    {
+      GtkWidget *found = ui_test_find_widget_of_type (child, type);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+gpointer
+ui_test_find_toplevel (GType type)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) toplevel = g_list_model_get_item (toplevels, i);
+      if (G_TYPE_CHECK_INSTANCE_TYPE (toplevel, type) &&
+          gtk_widget_get_visible (GTK_WIDGET (toplevel)))
+        return toplevel;
+    }
+  return NULL;
+}
+
+gboolean
+ui_test_toplevel_shown (gpointer type)
+{
+  return ui_test_find_toplevel (GPOINTER_TO_SIZE (type)) != NULL;
+}
+
+gboolean
+ui_test_toplevel_gone (gpointer type)
+{
+  return ui_test_find_toplevel (GPOINTER_TO_SIZE (type)) == NULL;
+}
+
+void
+ui_test_close_toplevel (GtkWindow *window)
+{
+  gpointer type = GSIZE_TO_POINTER (G_OBJECT_TYPE (window));
+  gtk_window_close (window);
+  g_assert_true (ui_test_wait (ui_test_toplevel_gone, type, 10));
+}
+
 void
 ui_test_tiny_run (model_config *cfg, train_settings *settings)
 {

@@ -25,6 +25,17 @@ void ui_test_spin (double seconds);
 
 /* The first widget named name under root (root included), depth first, or NULL. */
 GtkWidget *ui_test_find_widget (GtkWidget *root, const char *name);
+/* The first widget of type under root (root included), depth first, or NULL. */
+GtkWidget *ui_test_find_widget_of_type (GtkWidget *root, GType type);
+
+/* The visible toplevel window of type, or NULL. */
+gpointer ui_test_find_toplevel (GType type);
+/* Conditions for ui_test_wait, type passed as GSIZE_TO_POINTER (type): a visible toplevel of
+ * that type is there, or none is. */
+gboolean ui_test_toplevel_shown (gpointer type);
+gboolean ui_test_toplevel_gone (gpointer type);
+/* Closes window and waits until no visible toplevel of its type is left. */
+void ui_test_close_toplevel (GtkWindow *window);
 
 /* The default preset cut down to a model that trains a step in milliseconds: width 32, two
  * blocks (dense, then PEER with 8² experts), context 32, batches of 2, many steps. */

@@ -339,32 +339,14 @@ test_open_folder_and_checkpoint (void)
 
 /* ---- closing --------------------------------------------------------------------------------- */
 
-static AdwMessageDialog *
-find_message_dialog (void)
-{
-  GListModel *toplevels = gtk_window_get_toplevels ();
-  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
-    {
-      g_autoptr (GObject) toplevel = g_list_model_get_item (toplevels, i);
-      if (ADW_IS_MESSAGE_DIALOG (toplevel) && gtk_widget_get_visible (GTK_WIDGET (toplevel)))
-        return ADW_MESSAGE_DIALOG (toplevel);
-    }
-  return NULL;
-}
-
-static gboolean
-message_dialog_shown (gpointer data)
-{
-  return find_message_dialog () != NULL;
-}
-
 static void
 test_close_asks (void)
 {
   g_assert_true (peer_run_has_unsaved_work (peer_window_get_selected_run (window)));
   gtk_window_close (GTK_WINDOW (window));
-  g_assert_true (ui_test_wait (message_dialog_shown, NULL, 10));
-  AdwMessageDialog *dialog = find_message_dialog ();
+  g_assert_true (
+      ui_test_wait (ui_test_toplevel_shown, GSIZE_TO_POINTER (ADW_TYPE_MESSAGE_DIALOG), 10));
+  AdwMessageDialog *dialog = ui_test_find_toplevel (ADW_TYPE_MESSAGE_DIALOG);
   g_assert_true (strstr (adw_message_dialog_get_body (dialog), "not saved") != NULL);
   /* Cancel keeps the window and its runs. */
   adw_message_dialog_response (dialog, "cancel");

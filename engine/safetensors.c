@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic-file.h"
+
 /* Tensors are handed out as float pointers straight into the file's bytes. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "safetensors data is little-endian and is read in place as floats");
@@ -626,90 +628,26 @@ static char *build_header(const safetensors_entry *tensors, int n_tensors,
     return header;
 }
 
-static bool write_all(int fd, const void *data, size_t size)
-{
-    const uint8_t *bytes = data;
-    while (size > 0) {
-        ssize_t n = write(fd, bytes, size < WRITE_CHUNK ? size : WRITE_CHUNK);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        if (n == 0) {
-            errno = ENOSPC;
-            return false;
-        }
-        bytes += n;
-        size -= (size_t)n;
-    }
-    return true;
-}
+typedef struct {
+    const char *header;
+    const safetensors_entry *tensors;
+    int n_tensors;
+} file_contents;
 
-/* The mode a new file gets: the one it replaces, else 0666 less the umask. The umask is read
- * from /proc because umask(2) can only be read by setting it, which would race other threads. */
-static mode_t new_file_mode(const char *path)
+static bool write_contents(int fd, void *data)
 {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-        return st.st_mode & 07777;
-    mode_t mask = 077;
-    FILE *status = fopen("/proc/self/status", "re");
-    if (status) {
-        char line[256];
-        unsigned int value;
-        while (fgets(line, sizeof line, status))
-            if (sscanf(line, "Umask: %o", &value) == 1) {
-                mask = (mode_t)value;
-                break;
-            }
-        fclose(status);
-    }
-    return 0666 & ~mask;
-}
-
-static char *directory_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return strdup(".");
-    if (slash == path)
-        return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
-/* A directory fsync makes the rename durable; filesystems that cannot do it say EINVAL. */
-static bool sync_directory(const char *path)
-{
-    char *dir = directory_of(path);
-    if (!dir) {
-        errno = ENOMEM;
-        return false;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0)
-        return false;
-    bool ok = fsync(fd) == 0 || errno == EINVAL;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return ok;
-}
-
-static bool write_contents(int fd, const char *header, const safetensors_entry *tensors,
-                           int n_tensors)
-{
-    size_t header_length = strlen(header);
+    const file_contents *c = data;
+    size_t header_length = strlen(c->header);
     size_t padding = (LENGTH_BYTES - header_length % LENGTH_BYTES) % LENGTH_BYTES;
     uint8_t length_bytes[LENGTH_BYTES];
     write_u64_le(length_bytes, header_length + padding);
     static const char spaces[] = "       ";
-    if (!write_all(fd, length_bytes, sizeof length_bytes) ||
-        !write_all(fd, header, header_length) || !write_all(fd, spaces, padding))
+    if (!atomic_file_write_all(fd, length_bytes, sizeof length_bytes) ||
+        !atomic_file_write_all(fd, c->header, header_length) ||
+        !atomic_file_write_all(fd, spaces, padding))
         return false;
-    for (int i = 0; i < n_tensors; i++) {
-        if (!write_all(fd, tensors[i].data, entry_bytes(&tensors[i])))
+    for (int i = 0; i < c->n_tensors; i++) {
+        if (!atomic_file_write_all(fd, c->tensors[i].data, entry_bytes(&c->tensors[i])))
             return false;
     }
     return true;
@@ -726,48 +664,22 @@ bool safetensors_write(const char *path, const safetensors_entry *tensors, int n
     if (!header)
         return peer_error_set(err, "could not write %s: %s", path, cause.message);
 
-    size_t path_length = strlen(path);
-    static const char suffix[] = ".tmp-XXXXXX";
-    char *temp = malloc(path_length + sizeof suffix);
-    if (!temp) {
-        free(header);
-        return peer_error_set(err, "could not write %s: out of memory", path);
-    }
-    memcpy(temp, path, path_length);
-    memcpy(temp + path_length, suffix, sizeof suffix);
-    mode_t mode = new_file_mode(path);
-
-    int fd = mkstemp(temp);
-    if (fd < 0) {
-        peer_error_set(err, "could not write %s: %s", path, strerror(errno));
-        free(temp);
-        free(header);
-        return false;
-    }
-    const char *step = "could not write";
-    bool ok = fchmod(fd, mode) == 0 && write_contents(fd, header, tensors, n_tensors);
-    if (ok) {
-        step = "could not flush";
-        ok = fsync(fd) == 0;
-    }
-    int saved = errno;
-    if (close(fd) != 0 && ok) {
-        saved = errno;
-        ok = false;
-    }
-    if (ok) {
-        step = "could not replace";
-        ok = rename(temp, path) == 0;
-        saved = errno;
-    }
+    file_contents contents = { header, tensors, n_tensors };
+    atomic_file_step failed;
+    bool ok = atomic_file_replace(path, write_contents, &contents, &failed);
     if (!ok) {
-        peer_error_set(err, "%s %s: %s", step, path, strerror(saved));
-        unlink(temp);
-    } else if (!sync_directory(path)) {
-        ok = peer_error_set(err, "wrote %s but could not flush its directory: %s", path,
-                            strerror(errno));
+        static const char *const what[] = {
+            [ATOMIC_FILE_CREATE] = "could not write",
+            [ATOMIC_FILE_WRITE] = "could not write",
+            [ATOMIC_FILE_FLUSH] = "could not flush",
+            [ATOMIC_FILE_REPLACE] = "could not replace",
+        };
+        if (failed == ATOMIC_FILE_SYNC_FOLDER)
+            peer_error_set(err, "wrote %s but could not flush its directory: %s", path,
+                           strerror(errno));
+        else
+            peer_error_set(err, "%s %s: %s", what[failed], path, strerror(errno));
     }
-    free(temp);
     free(header);
     return ok;
 }

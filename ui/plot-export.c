@@ -2,7 +2,6 @@
 #include "plot-export.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <locale.h>
@@ -10,14 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cairo-pdf.h>
 #include <cairo-svg.h>
 
+#include "atomic-file.h"
+
 #define CREATOR "PEER Workbench"
-/* Writes go to the disk in pieces this big, so a short write is noticed early. */
-#define WRITE_CHUNK (1 << 20)
 
 static const char *const extensions[] = {
     [PLOT_EXPORT_PNG] = "png",
@@ -528,36 +526,15 @@ static void set_write_error(GError **error, const char *path, int saved_errno)
                 "Could not write “%s”: %s. %s", path, reason, advice);
 }
 
-static bool write_all(int fd, const guint8 *bytes, size_t size)
-{
-    while (size > 0) {
-        ssize_t n = write(fd, bytes, size < WRITE_CHUNK ? size : WRITE_CHUNK);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        if (n == 0) {
-            errno = ENOSPC;
-            return false;
-        }
-        bytes += n;
-        size -= (size_t)n;
-    }
-    return true;
-}
+typedef struct {
+    const void *bytes;
+    size_t size;
+} export_bytes;
 
-/* A directory's fsync makes the rename durable; file systems that cannot do it say EINVAL. */
-static bool sync_folder(const char *folder)
+static bool write_bytes(int fd, void *data)
 {
-    int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    bool ok = fsync(fd) == 0 || errno == EINVAL;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return ok;
+    const export_bytes *contents = data;
+    return atomic_file_write_all(fd, contents->bytes, contents->size);
 }
 
 bool plot_export_save(const char *path, const void *contents, size_t size, GError **error)
@@ -587,41 +564,18 @@ bool plot_export_save(const char *path, const void *contents, size_t size, GErro
                     path);
         return false;
     }
-    g_autofree char *folder = g_path_get_dirname(path);
-    g_autofree char *name = g_path_get_basename(path);
-    /* Hidden, beside the file: the rename stays on one file system, and a crash between the
-     * write and the rename leaves nothing a user would mistake for the export. */
-    g_autofree char *temp_name = g_strdup_printf(".%s.XXXXXX", name);
-    g_autofree char *temp = g_build_filename(folder, temp_name, NULL);
-    int fd = g_mkstemp_full(temp, O_RDWR | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        set_write_error(error, path, errno);
-        return false;
-    }
-    bool ok = !exists || fchmod(fd, existing.st_mode & 07777) == 0;
-    ok = ok && write_all(fd, contents, size) && fsync(fd) == 0;
-    int saved = errno;
-    if (close(fd) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (ok && rename(temp, path) != 0) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok) {
-        g_unlink(temp);
-        set_write_error(error, path, saved);
-        return false;
-    }
-    if (!sync_folder(folder)) {
+    export_bytes bytes = { contents, size };
+    atomic_file_step failed;
+    if (atomic_file_replace(path, write_bytes, &bytes, &failed))
+        return true;
+    if (failed == ATOMIC_FILE_SYNC_FOLDER)
         g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
                     "Wrote “%s”, but its folder could not be flushed to disk (%s): the file may "
                     "be lost if the computer stops now.",
                     path, g_strerror(errno));
-        return false;
-    }
-    return true;
+    else
+        set_write_error(error, path, errno);
+    return false;
 }
 
 /* ---- CSV ----------------------------------------------------------------------------------- */

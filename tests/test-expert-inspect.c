@@ -29,20 +29,14 @@ typedef struct {
     trainer tr;
 } fixture;
 
+static const char *const corpus_words[] = { "the ", "of ", "and ", "to ", "a ", "in ", "was ",
+                                            "her ", "she ", "not ", "be ", "that ", "Anne ",
+                                            "Wentworth ", "said, ", "Lady Russell. ", "had ",
+                                            "would " };
+
 static void word_corpus(corpus *c, int seq_len)
 {
-    static const char *words[] = { "the ", "of ", "and ", "to ", "a ", "in ", "was ", "her ",
-                                   "she ", "not ", "be ", "that ", "Anne ", "Wentworth ",
-                                   "said, ", "Lady Russell. ", "had ", "would " };
-    peer_rng rng;
-    peer_rng_seed(&rng, TEST_SEED);
-    GString *text = g_string_new(NULL);
-    while (text->len < 20000)
-        g_string_append(text, words[peer_rng_next(&rng) % G_N_ELEMENTS(words)]);
-    peer_error err = { { 0 } };
-    if (!corpus_from_bytes(c, (const uint8_t *)text->str, text->len, seq_len, "words", &err))
-        g_error("corpus_from_bytes: %s", err.message);
-    g_string_free(text, TRUE);
+    test_word_corpus(c, corpus_words, G_N_ELEMENTS(corpus_words), 20000, seq_len);
 }
 
 static void settings_for(train_settings *s, const model_config *cfg)

@@ -422,25 +422,12 @@ static const char *MODEL_JSON =
     "{\"ffn\": \"pkm\", \"n_memories\": 36, \"heads\": 2, \"topk\": 3, \"d_key\": 8, "
     "\"shared_keys\": false, \"query_norm\": \"layer\"}]}";
 
+static const char *const corpus_words[] = { "the ", "of ", "and ", "to ", "Elinor ", "Marianne ",
+                                            "sister, ", "mother. ", "said ", "would " };
+
 static void word_corpus(corpus *c, int seq_len)
 {
-    static const char *words[] = { "the ", "of ", "and ", "to ", "Elinor ", "Marianne ",
-                                   "sister, ", "mother. ", "said ", "would " };
-    const size_t n = 60000;
-    uint8_t *text = g_malloc(n);
-    peer_rng rng;
-    peer_rng_seed(&rng, TEST_SEED + 3);
-    size_t filled = 0;
-    while (filled < n) {
-        const char *w = words[peer_rng_next(&rng) % G_N_ELEMENTS(words)];
-        size_t len = MIN(strlen(w), n - filled);
-        memcpy(text + filled, w, len);
-        filled += len;
-    }
-    peer_error err;
-    if (!corpus_from_bytes(c, text, n, seq_len, "words", &err))
-        g_error("corpus_from_bytes: %s", err.message);
-    g_free(text);
+    test_word_corpus(c, corpus_words, G_N_ELEMENTS(corpus_words), 60000, seq_len);
 }
 
 static void test_monitor_on_model(void)

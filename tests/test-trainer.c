@@ -23,32 +23,15 @@ static void config_from_json(model_config *cfg, const char *json)
         g_error("config rejected: %s\n%s", err.message, json);
 }
 
-/* A text of words from a small vocabulary, so that a model has something to learn; g_free it. */
-static uint8_t *word_text(uint64_t seed, size_t n)
-{
-    static const char *words[] = { "the ", "of ", "and ", "to ", "a ", "in ", "was ", "her ",
-                                   "she ", "not ", "be ", "that ", "Elinor ", "Marianne ",
-                                   "sister, ", "mother. ", "said ", "had ", "would ", "could " };
-    peer_rng rng;
-    peer_rng_seed(&rng, seed);
-    uint8_t *text = g_malloc(n);
-    size_t filled = 0;
-    while (filled < n) {
-        const char *w = words[peer_rng_next(&rng) % G_N_ELEMENTS(words)];
-        size_t len = MIN(strlen(w), n - filled);
-        memcpy(text + filled, w, len);
-        filled += len;
-    }
-    return text;
-}
+/* Words from a small vocabulary, so that a model has something to learn. */
+static const char *const corpus_words[] = { "the ", "of ", "and ", "to ", "a ", "in ", "was ",
+                                            "her ", "she ", "not ", "be ", "that ", "Elinor ",
+                                            "Marianne ", "sister, ", "mother. ", "said ", "had ",
+                                            "would ", "could " };
 
 static void word_corpus(corpus *c, int seq_len)
 {
-    uint8_t *text = word_text(TEST_SEED, 200000);
-    peer_error err = { { 0 } };
-    if (!corpus_from_bytes(c, text, 200000, seq_len, "words", &err))
-        g_error("corpus_from_bytes: %s", err.message);
-    g_free(text);
+    test_word_corpus(c, corpus_words, G_N_ELEMENTS(corpus_words), 200000, seq_len);
 }
 
 static void trainer_start(trainer *tr, const model_config *cfg, const train_settings *s,

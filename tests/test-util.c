@@ -84,6 +84,31 @@ void test_layer_zero_grads(test_layer *layer)
     peer_sparse_grad_zero(&layer->sparse);
 }
 
+uint8_t *test_word_text(const char *const *words, size_t n_words, uint64_t seed, size_t n)
+{
+    peer_rng rng;
+    peer_rng_seed(&rng, seed);
+    uint8_t *text = g_malloc(n);
+    size_t filled = 0;
+    while (filled < n) {
+        const char *w = words[peer_rng_next(&rng) % n_words];
+        size_t len = MIN(strlen(w), n - filled);
+        memcpy(text + filled, w, len);
+        filled += len;
+    }
+    return text;
+}
+
+void test_word_corpus(corpus *c, const char *const *words, size_t n_words, size_t bytes,
+                      int seq_len)
+{
+    uint8_t *text = test_word_text(words, n_words, TEST_SEED, bytes);
+    peer_error err = { { 0 } };
+    if (!corpus_from_bytes(c, text, bytes, seq_len, "words", &err))
+        g_error("corpus_from_bytes: %s", err.message);
+    g_free(text);
+}
+
 float *test_random_floats(peer_rng *rng, size_t n, float std)
 {
     float *out = g_new(float, MAX(n, 1));

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "activation.h"
+#include "corpus.h"
 #include "peer-layer.h"
 #include "rng.h"
 
@@ -38,6 +39,13 @@ void test_layer_init(test_layer *layer, const peer_layer_config *cfg, int max_to
 void test_layer_free(test_layer *layer);
 /* Dense gradients and the sparse gradient back to zero. */
 void test_layer_zero_grads(test_layer *layer);
+
+/* n bytes of words drawn from words (n_words) with seed, so that a model has something to
+ * learn; g_free it. */
+uint8_t *test_word_text(const char *const *words, size_t n_words, uint64_t seed, size_t n);
+/* A corpus of such a text, bytes long, drawn with TEST_SEED; corpus_free it. */
+void test_word_corpus(corpus *c, const char *const *words, size_t n_words, size_t bytes,
+                      int seq_len);
 
 /* n normal(0, std) floats, g_free them. */
 float *test_random_floats(peer_rng *rng, size_t n, float std);

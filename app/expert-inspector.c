@@ -6,6 +6,7 @@
 #include "expert-inspector-render.h"
 #include "export-dialog.h"
 #include "format.h"
+#include "plot-widget-style.h"
 
 /* Enough windows for a histogram of a typical expert of a 128² layer (about 16 selections per
  * thousand bytes at h·k = 64), few enough to pause training for about a second. */
@@ -91,56 +92,27 @@ G_DEFINE_FINAL_TYPE (PeerExpertInspector, peer_expert_inspector, GTK_TYPE_WIDGET
 
 /* ---- plot style ------------------------------------------------------------------------------ */
 
-static PlotColor
-plot_color_from_rgba (const GdkRGBA *rgba)
-{
-  return (PlotColor){ rgba->red, rgba->green, rgba->blue, rgba->alpha };
-}
-
-/* The theme's text colour and card background, so the plots follow the dark style, and the
- * widget's font; family is where the font name is kept while style points at it. */
+/* The plots' style from the theme, as every plot widget takes it, except the background: the
+ * inspector's plots sit on cards, whose colour is translucent over the window and which the
+ * plot paints opaque. family is where the font name is kept while style points at it. */
 static void
 plot_style_for_widget (GtkWidget *widget, PlotStyle *style, char **family)
 {
+  plot_style_from_widget (style, family, widget, FONT_SCALE);
   GtkStyleContext *context = gtk_widget_get_style_context (widget);
-  GdkRGBA foreground_rgba, background_rgba;
-  gtk_style_context_get_color (context, &foreground_rgba);
-  PlotColor foreground = plot_color_from_rgba (&foreground_rgba);
-  gboolean dark = plot_color_luminance (foreground) > 0.5;
-  if (dark)
-    plot_style_init_dark (style);
-  else
-    plot_style_init_light (style);
-  style->foreground = foreground;
-  if (gtk_style_context_lookup_color (context, "card_bg_color", &background_rgba) ||
-      gtk_style_context_lookup_color (context, "view_bg_color", &background_rgba))
-    {
-      /* The card colour is translucent over the window; the plot paints it opaque. */
-      GdkRGBA window_rgba;
-      PlotColor card = plot_color_from_rgba (&background_rgba);
-      PlotColor window = style->background;
-      if (gtk_style_context_lookup_color (context, "window_bg_color", &window_rgba))
-        window = plot_color_from_rgba (&window_rgba);
-      style->background = plot_color_mix (window, (PlotColor){ card.red, card.green, card.blue, 1.0 },
-                                          card.alpha);
-      style->background.alpha = 1.0;
-    }
-  style->grid = plot_color_mix (style->background, foreground, dark ? 0.16 : 0.12);
+  GdkRGBA card_rgba, window_rgba;
+  if (!gtk_style_context_lookup_color (context, "card_bg_color", &card_rgba))
+    return;
+  PlotColor card = plot_color_from_rgba (&card_rgba);
+  PlotColor window = style->background;
+  if (gtk_style_context_lookup_color (context, "window_bg_color", &window_rgba))
+    window = plot_color_from_rgba (&window_rgba);
+  style->background = plot_color_mix (window, (PlotColor){ card.red, card.green, card.blue, 1.0 },
+                                      card.alpha);
+  style->background.alpha = 1.0;
+  gboolean dark = plot_color_luminance (style->foreground) > 0.5;
+  style->grid = plot_color_mix (style->background, style->foreground, dark ? 0.16 : 0.12);
   style->grid.alpha = 1.0;
-
-  const PangoFontDescription *font =
-      pango_context_get_font_description (gtk_widget_get_pango_context (widget));
-  g_free (*family);
-  *family = g_strdup (font ? pango_font_description_get_family (font) : NULL);
-  if (*family)
-    style->font_family = *family;
-  if (font && pango_font_description_get_size (font) > 0)
-    {
-      double size = (double) pango_font_description_get_size (font) / PANGO_SCALE;
-      if (pango_font_description_get_size_is_absolute (font))
-        size *= 72.0 / 96.0;
-      style->font_size = size * FONT_SCALE;
-    }
 }
 
 /* ---- text ------------------------------------------------------------------------------------ */

@@ -1,6 +1,6 @@
 #include "plot-widget-style.h"
 
-static PlotColor plot_color_from_rgba(const GdkRGBA *rgba)
+PlotColor plot_color_from_rgba(const GdkRGBA *rgba)
 {
     return (PlotColor){rgba->red, rgba->green, rgba->blue, rgba->alpha};
 }

@@ -12,4 +12,5 @@
 void plot_style_from_widget(PlotStyle *style, char **font_family, GtkWidget *widget,
                             double font_scale);
 
+PlotColor plot_color_from_rgba(const GdkRGBA *rgba);
 gboolean plot_color_equal(PlotColor a, PlotColor b);
